@@ -1,0 +1,247 @@
+"""Every message of the `switchboard.v1` protocol, as pydantic models.
+
+These models are the source of truth for the wire: `switchboard schema` prints their JSON
+Schema and `protocol/README.md` describes them for implementers in other languages. Client
+messages are validated strictly (unknown fields rejected, sizes bounded) because they come
+from browsers we do not control; server messages are trusted.
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from protocol.errors import ErrorCode
+
+PROTOCOL_VERSION = "switchboard.v1"
+
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+ShortText = Annotated[str, Field(max_length=1024)]
+AttributeValue = Annotated[str, Field(max_length=4096)]
+
+ContactType = Literal["voice", "chat", "task"]
+Direction = Literal["inbound", "outbound"]
+# Amazon Connect Streams' contact events, lower-cased (onIncoming -> "incoming", ...).
+ContactEventName = Literal[
+    "incoming", "connecting", "accepted", "connected", "missed", "ended", "acw", "destroyed"
+]
+Role = Literal["embedded", "media"]
+AssignmentMode = Literal["auto", "agent"]
+CommandName = Literal["create_ticket", "attach_to_current", "pause_recording", "resume_recording"]
+Participant = Literal["customer", "agent", "bot", "system"]
+NotifyLevel = Literal["info", "warning", "urgent"]
+MediaGate = Literal["warn", "block"]
+
+
+class _Inbound(BaseModel):
+    """Strict base for what tabs send: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Outbound(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Position(_Inbound):
+    """A place in an agent's stream: `epoch` names the stream's life, `seq` counts in it."""
+
+    epoch: Annotated[str, Field(min_length=1, max_length=64)]
+    seq: Annotated[int, Field(ge=0)]
+
+
+class ClickToDial(_Inbound):
+    """An outbound call started from a Zendesk user or ticket page."""
+
+    kind: Literal["user", "ticket"]
+    id: Annotated[int, Field(gt=0)]
+
+
+class ContactSnapshot(_Inbound):
+    """What an embedded CCP knows about a contact when it reports an event."""
+
+    contact_id: Id
+    initial_contact_id: Id | None = None
+    type: ContactType = "voice"
+    direction: Direction = "inbound"
+    is_callback: bool = False
+    monitoring: bool = False
+    customer_endpoint: Annotated[str, Field(max_length=256)] | None = None
+    queue: ShortText | None = None
+    attributes: Annotated[dict[ShortText, AttributeValue], Field(max_length=200)] = {}
+    agent_name: ShortText | None = None
+    routing_profile: ShortText | None = None
+    softphone: bool = True
+    click_to_dial: ClickToDial | None = None
+    # Results of Contact Lens / speech analysis, carried on the ended event.
+    analysis: Annotated[dict[Literal["transcript", "comprehend", "sentiment"], str], Field()] = {}
+    occurred_at: float | None = None  # the tab's clock; informative only
+
+
+# ---- tab -> daemon -------------------------------------------------------------------------
+
+
+class Hello(_Inbound):
+    type: Literal["hello"] = "hello"
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    tab_id: Id | None = None
+    session: Id | None = None  # private id from the last `welcome`, kept in page memory only
+    role: Role = "embedded"
+    resume: Position | None = None
+    client_version: ShortText = "unknown"
+    media_less: bool | None = None  # overrides the configured media-less mode for this agent
+
+
+class ContactEvent(_Inbound):
+    type: Literal["contact_event"] = "contact_event"
+    event: ContactEventName
+    contact: ContactSnapshot
+    ref: Id | None = None
+
+
+class ChatMessage(_Inbound):
+    type: Literal["chat_message"] = "chat_message"
+    contact_id: Id
+    message_id: Id  # deduplicates the same message reported by several tabs
+    participant: Participant
+    name: ShortText | None = None
+    text: Annotated[str, Field(max_length=16384)]
+    sent_at: float | None = None
+    ref: Id | None = None
+
+
+class Command(_Inbound):
+    type: Literal["command"] = "command"
+    name: CommandName
+    contact_id: Id
+    epoch: Annotated[int, Field(ge=1)]  # the ownership epoch the tab acts under
+    ticket_id: Annotated[int, Field(gt=0)] | None = None  # attach_to_current: the open ticket
+    user_id: Annotated[int, Field(gt=0)] | None = None  # create_ticket: the open user
+    ref: Id | None = None
+
+
+class MediaStatus(_Inbound):
+    """Sent by the media CCP (role `media`) whenever its softphone readiness changes."""
+
+    type: Literal["media_status"] = "media_status"
+    microphone: bool
+    signed_in: bool
+    in_call: bool = False
+    audio_lost: bool = False
+    ref: Id | None = None
+
+
+ClientMessage = Annotated[
+    Hello | ContactEvent | ChatMessage | Command | MediaStatus, Field(discriminator="type")
+]
+CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+# ---- daemon -> tab -------------------------------------------------------------------------
+
+
+class ContactView(_Outbound):
+    """The daemon's merged view of one contact, as every tab of the agent sees it."""
+
+    contact_id: str
+    initial_contact_id: str | None = None
+    type: ContactType
+    direction: Direction
+    state: ContactEventName
+    customer_endpoint: str | None = None
+    queue: str | None = None
+    owner_tab: str | None  # None while the owner is gone and no tab can take over
+    epoch: int  # ownership epoch; only grows
+    grace_until: float | None = None  # set while the owner is disconnected
+    mode: AssignmentMode = "auto"
+    ticket_id: int | None = None
+    user_id: int | None = None
+    recording_paused: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+class MediaView(_Outbound):
+    media_less: bool
+    present: bool  # a media CCP is connected
+    ready: bool  # ... signed in, with microphone, audio not lost
+    gate: MediaGate
+    active_contact: str | None = None
+
+
+class Welcome(_Outbound):
+    type: Literal["welcome"] = "welcome"
+    agent_id: str
+    tab_id: str
+    tab_id_reassigned: bool  # the presented id was live elsewhere (a duplicated tab)
+    session: str
+    resumed: bool  # True: the missed messages follow, marked replayed; False: a snapshot follows
+    position: Position  # the stream head when this connection started
+    server_version: str = PROTOCOL_VERSION
+
+
+class _Streamed(_Outbound):
+    """Messages that live in the agent's stream carry their position and a replay mark."""
+
+    pos: Position | None = None
+    replayed: bool = False
+
+
+class ContactMessage(_Streamed):
+    type: Literal["contact"] = "contact"
+    contact: ContactView
+
+
+class Pop(_Streamed):
+    """Open a user, ticket or search in Zendesk; sent to the owning tab only."""
+
+    type: Literal["pop"] = "pop"
+    contact_id: str
+    target: Literal["user", "ticket", "search"]
+    id: int | None = None
+    query: str | None = None
+
+
+class Notify(_Streamed):
+    type: Literal["notify"] = "notify"
+    contact_id: str | None = None
+    level: NotifyLevel
+    code: str
+    text: str
+
+
+class Media(_Streamed):
+    type: Literal["media"] = "media"
+    media: MediaView
+
+
+class Snapshot(_Streamed):
+    """The whole agent view, sent instead of a replay when the gap cannot be recovered."""
+
+    type: Literal["snapshot"] = "snapshot"
+    contacts: tuple[ContactView, ...]
+    media: MediaView
+
+
+class Error(_Outbound):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    ref: str | None = None
+
+
+StreamedMessage = Annotated[ContactMessage | Pop | Notify | Media, Field(discriminator="type")]
+STREAMED_MESSAGE: TypeAdapter[StreamedMessage] = TypeAdapter(StreamedMessage)
+ServerMessage = Annotated[
+    Welcome | ContactMessage | Pop | Notify | Media | Snapshot | Error,
+    Field(discriminator="type"),
+]
+SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published schema: both directions, for `switchboard schema` and the docs."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": PROTOCOL_VERSION,
+        "client_to_daemon": CLIENT_MESSAGE.json_schema(),
+        "daemon_to_client": SERVER_MESSAGE.json_schema(),
+    }
