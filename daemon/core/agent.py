@@ -143,6 +143,8 @@ class _Change:
             node=event.node,
             connected=True,
             connected_at=self.ctx.now,
+            zendesk_user_id=event.zendesk_user_id,
+            agent_name=event.agent_name,
         )
         for contact in self.state.contacts.values():
             if contact.owner_tab == tab_id:

@@ -51,6 +51,8 @@ class TabOpened:
     fresh_tab_id: str  # used when the presented id is absent or taken by a live tab
     fresh_session: str
     media_less: bool | None = None
+    zendesk_user_id: int | None = None
+    agent_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,8 @@ class Tab(BaseModel):
     connected: bool = True
     connected_at: float
     disconnected_at: float | None = None
+    zendesk_user_id: int | None = None  # from the token: who Zendesk pops and assigns go to
+    agent_name: str | None = None
 
 
 class ChatLine(BaseModel):
@@ -116,6 +118,14 @@ class AgentState(BaseModel):
     contacts: dict[str, Contact] = Field(default_factory=dict)
     media: MediaState
     published_media: dict[str, Any] | None = None  # last media view sent, to diff against
+
+    def zendesk_identity(self) -> tuple[int | None, str | None]:
+        """The agent's Zendesk user id and name, as the most recent tab's token gave them."""
+        tabs = sorted(self.tabs.values(), key=lambda t: t.connected_at, reverse=True)
+        for tab in tabs:
+            if tab.zendesk_user_id is not None:
+                return tab.zendesk_user_id, tab.agent_name
+        return None, next((t.agent_name for t in tabs if t.agent_name), None)
 
     def to_bytes(self) -> bytes:
         packed: bytes = msgpack.packb(self.model_dump(mode="json"), use_bin_type=True)
