@@ -165,8 +165,17 @@ class _Change:
 
     # -- contacts ------------------------------------------------------------------------
 
+    def tab(self, tab_id: str) -> Tab | None:
+        """The sending tab, or a refusal if the state no longer knows it (the store lost it)."""
+        tab = self.state.tabs.get(tab_id)
+        if tab is None:
+            self.refuse(ErrorCode.HELLO_REQUIRED, f"tab {tab_id} is not registered: say hello")
+        return tab
+
     def report(self, tab_id: str, event: str, snap: ContactSnapshot) -> None:
-        tab = self.state.tabs[tab_id]
+        tab = self.tab(tab_id)
+        if tab is None:
+            return
         if tab.role != "embedded":
             self.refuse(ErrorCode.WRONG_ROLE, "only embedded tabs report contacts")
             return
@@ -273,7 +282,10 @@ class _Change:
             )
 
     def media(self, event: MediaReported) -> None:
-        if self.state.tabs[event.tab_id].role != "media":
+        tab = self.tab(event.tab_id)
+        if tab is None:
+            return
+        if tab.role != "media":
             self.refuse(ErrorCode.WRONG_ROLE, "media_status comes from the media CCP only")
             return
         status, media = event.status, self.state.media

@@ -1,0 +1,395 @@
+"""One tab's WebSocket: greeting, resume, delivery in stream order, and input checking.
+
+Everything a tab can get wrong ends here as an `error` message (the connection goes on) or a
+close code (it cannot); nothing a tab sends can reach another tab's state or crash the loop.
+Delivery keeps a cursor into the agent's stream and fills any gap from the store, so a
+message is sent once, in order, whichever node committed it.
+"""
+
+import asyncio
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from daemon.core.events import (
+    AgentEvent,
+    ChatReported,
+    CommandIssued,
+    ContactReported,
+    MediaReported,
+    TabClosed,
+    TabOpened,
+)
+from daemon.core.ratelimit import TokenBucket
+from daemon.core.views import snapshot
+from daemon.server.auth import AgentIdentity, TokenRefused, verify_token
+from daemon.server.hub import AgentHub, StoreContention
+from daemon.server.metrics import Metrics
+from daemon.store.base import StoreUnavailable, StreamEntry
+from protocol.codec import Codec
+from protocol.errors import CloseCode, ErrorCode, ProtocolError
+from protocol.messages import (
+    ChatMessage,
+    ClientMessage,
+    Command,
+    ContactEvent,
+    Error,
+    Hello,
+    MediaStatus,
+    Notify,
+    Position,
+    Welcome,
+)
+
+log = structlog.get_logger("switchboard.connection")
+
+_RESYNC = object()  # queue marker: re-read the stream from the cursor
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    hello_timeout: float
+    rate_per_second: float
+    rate_burst: int
+    flood_strikes: int
+    max_backlog: int = 1000
+
+
+class _Closing(Exception):
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class TabConnection:
+    def __init__(
+        self,
+        ws: ServerConnection,
+        codec: Codec,
+        hub: AgentHub,
+        secret: str,
+        limits: ConnectionLimits,
+        metrics: Metrics,
+    ) -> None:
+        self.ws = ws
+        self.codec = codec
+        self.hub = hub
+        self.secret = secret
+        self.limits = limits
+        self.metrics = metrics
+        self.conn_id = secrets.token_hex(8)
+        self.bucket = TokenBucket.full(limits.rate_per_second, limits.rate_burst, time.monotonic())
+        self.strikes = 0
+        self.identity: AgentIdentity | None = None
+        self.hello: Hello | None = None
+        self.tab_id = ""
+        self.session = ""
+        self.cursor = ("", 0)
+        self.queue: asyncio.Queue[StreamEntry | object] = asyncio.Queue()
+        self.log = log.bind(conn=self.conn_id)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.metrics.connections.inc()
+        sender: asyncio.Task[None] | None = None
+        try:
+            hello = await self._await_hello()
+            await self._open(hello)
+            sender = asyncio.create_task(self._send_loop())
+            await self._serve()
+        except _Closing as closing:
+            self.log.info("closing", code=int(closing.code), reason=closing.reason)
+            await self.ws.close(int(closing.code), closing.reason[:120])
+        except ConnectionClosed:
+            pass
+        finally:
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
+            await self._close()
+            self.metrics.connections.dec()
+
+    async def _close(self) -> None:
+        if self.identity is None or not self.tab_id:
+            return
+        agent = self.identity.agent_id
+        self.metrics.tabs.labels(role=self.role).dec()
+        await self.hub.detach(agent, self)
+        try:
+            await self.hub.apply(agent, TabClosed(tab_id=self.tab_id, conn_id=self.conn_id))
+        except (StoreUnavailable, StoreContention) as e:
+            # The node's liveness covers it: peers see this tab gone when we stop renewing.
+            self.hub.remember_close(agent, TabClosed(tab_id=self.tab_id, conn_id=self.conn_id))
+            self.log.warning("close_not_recorded", error=repr(e))
+        self.log.info("tab_closed")
+
+    @property
+    def role(self) -> str:
+        return self.hello.role if self.hello is not None else "embedded"
+
+    # -- greeting ----------------------------------------------------------------------
+
+    async def _await_hello(self) -> Hello:
+        deadline = time.monotonic() + self.limits.hello_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Closing(CloseCode.HELLO_TIMEOUT, "no hello in time")
+            try:
+                frame = await asyncio.wait_for(self.ws.recv(), remaining)
+            except TimeoutError as e:
+                raise _Closing(CloseCode.HELLO_TIMEOUT, "no hello in time") from e
+            message = await self._parse(frame)
+            if message is None:
+                continue
+            if not isinstance(message, Hello):
+                await self._error(ErrorCode.HELLO_REQUIRED, "send hello first", _ref(message))
+                continue
+            try:
+                self.identity = verify_token(self.secret, message.token)
+            except TokenRefused as e:
+                await self._error(ErrorCode.UNAUTHORIZED, str(e))
+                raise _Closing(CloseCode.UNAUTHORIZED, str(e)) from e
+            self.hello = message
+            return message
+
+    def _opened_event(self, hello: Hello, tab_id: str | None, session: str | None) -> TabOpened:
+        assert self.identity is not None
+        return TabOpened(
+            node=self.hub.node_id,
+            role=hello.role,
+            tab_id=tab_id,
+            session=session,
+            conn_id=self.conn_id,
+            fresh_tab_id="t-" + secrets.token_hex(6),
+            fresh_session=secrets.token_hex(16),
+            media_less=hello.media_less,
+            zendesk_user_id=self.identity.zendesk_user_id,
+            agent_name=self.identity.name,
+        )
+
+    async def _open(self, hello: Hello) -> None:
+        assert self.identity is not None
+        agent = self.identity.agent_id
+        try:
+            outcome = await self.hub.apply(
+                agent, self._opened_event(hello, hello.tab_id, hello.session)
+            )
+            assert outcome.assignment is not None
+            self.tab_id = outcome.assignment.tab_id
+            self.session = outcome.assignment.session
+            self.log = self.log.bind(agent=agent, tab=self.tab_id, role=hello.role)
+            await self.hub.attach(agent, self)
+            epoch, head = await self.hub.store.stream_head(agent)
+            missed = None
+            if hello.resume is not None:
+                missed = await self.hub.store.read_stream(
+                    agent, hello.resume.epoch, hello.resume.seq
+                )
+        except (StoreUnavailable, StoreContention) as e:
+            raise _Closing(CloseCode.TRY_AGAIN_LATER, "store unavailable, retry later") from e
+        self.metrics.tabs.labels(role=hello.role).inc()
+        if outcome.assignment.reassigned:
+            self.metrics.duplicates.inc()
+        await self._send_model(
+            Welcome(
+                agent_id=agent,
+                tab_id=self.tab_id,
+                tab_id_reassigned=outcome.assignment.reassigned,
+                session=self.session,
+                resumed=missed is not None,
+                position=Position(epoch=epoch, seq=head),
+            )
+        )
+        self.log.info(
+            "tab_opened", reassigned=outcome.assignment.reassigned, resumed=missed is not None
+        )
+        if missed is not None and hello.resume is not None:
+            self.metrics.resumes.inc()
+            self.cursor = (hello.resume.epoch, hello.resume.seq)
+            await self._send_entries(missed, replayed=True)
+        else:
+            await self._send_snapshot()
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def deliver(self, entry: StreamEntry) -> None:
+        if self.queue.qsize() >= self.limits.max_backlog:
+            # A tab this far behind is better served by one re-read than by a long queue.
+            self._drain()
+            self.queue.put_nowait(_RESYNC)
+        else:
+            self.queue.put_nowait(entry)
+
+    def resync(self) -> None:
+        self.queue.put_nowait(_RESYNC)
+
+    async def tell(self, notice: Notify) -> None:
+        """Out-of-stream news about the daemon itself (store down, store back)."""
+        with contextlib.suppress(ConnectionClosed):
+            await self._send_model(notice)
+
+    async def reregister(self) -> None:
+        """Put this tab back into a store that may have lost it, then catch up."""
+        assert self.identity is not None and self.hello is not None
+        await self.hub.apply(
+            self.identity.agent_id, self._opened_event(self.hello, self.tab_id, self.session)
+        )
+        self.resync()
+
+    def _drain(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    async def _send_loop(self) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                if isinstance(item, StreamEntry):
+                    await self._catch_up(item)
+                else:
+                    await self._reread()
+            except StoreUnavailable:
+                await asyncio.sleep(0.5)
+                self.queue.put_nowait(_RESYNC)
+            except ConnectionClosed:
+                return
+
+    async def _catch_up(self, entry: StreamEntry) -> None:
+        epoch, seq = self.cursor
+        if entry.epoch != epoch:
+            await self._send_snapshot()
+        elif entry.seq == seq + 1:
+            await self._send_entries([entry], replayed=False)
+        elif entry.seq > seq + 1:
+            await self._reread()
+
+    async def _reread(self) -> None:
+        assert self.identity is not None
+        epoch, seq = self.cursor
+        entries = await self.hub.store.read_stream(self.identity.agent_id, epoch, seq)
+        if entries is None:
+            await self._send_snapshot()
+        else:
+            await self._send_entries(entries, replayed=False)
+
+    async def _send_entries(self, entries: list[StreamEntry], *, replayed: bool) -> None:
+        for entry in entries:
+            epoch, seq = self.cursor
+            if entry.epoch != epoch or entry.seq <= seq:
+                continue
+            self.cursor = (entry.epoch, entry.seq)
+            envelope = entry.envelope
+            if envelope.to_tab not in (None, self.tab_id) or envelope.to_role not in (
+                None,
+                self.role,
+            ):
+                continue
+            data: dict[str, Any] = dict(envelope.message)
+            data["pos"] = {"epoch": entry.epoch, "seq": entry.seq}
+            data["replayed"] = replayed
+            await self.ws.send(self.codec.dumps(data))
+            self.metrics.messages_out.labels(type=str(data.get("type"))).inc()
+
+    async def _send_snapshot(self) -> None:
+        assert self.identity is not None
+        agent = self.identity.agent_id
+        epoch, head = await self.hub.store.stream_head(agent)
+        _, state = await self.hub.load(agent, fresh=True)
+        message = snapshot(state, self.hub.context().live_nodes).model_copy(
+            update={"pos": Position(epoch=epoch, seq=head)}
+        )
+        self.cursor = (epoch, head)
+        self.metrics.snapshots.inc()
+        await self._send_model(message)
+
+    # -- serving -----------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        async for frame in self.ws:
+            message = await self._parse(frame)
+            if message is None:
+                continue
+            if isinstance(message, Hello):
+                await self._error(ErrorCode.ALREADY_GREETED, "hello was already received")
+                continue
+            await self._dispatch(message)
+
+    async def _parse(self, frame: str | bytes) -> ClientMessage | None:
+        """Decode and rate-check one frame; every refusal is answered, none is fatal alone."""
+        if not self.bucket.take(time.monotonic()):
+            self.strikes += 1
+            if self.strikes > self.limits.flood_strikes:
+                raise _Closing(CloseCode.FLOODING, "message rate limit exceeded repeatedly")
+            await self._error(ErrorCode.RATE_LIMITED, "too many messages: slow down")
+            return None
+        try:
+            message = self.codec.decode_client(frame)
+        except ProtocolError as e:
+            await self._error(e.code, e.message, e.ref)
+            return None
+        self.metrics.messages_in.labels(type=message.type).inc()
+        return message
+
+    def _event_for(self, message: ClientMessage) -> AgentEvent:
+        match message:
+            case ContactEvent():
+                return ContactReported(tab_id=self.tab_id, report=message)
+            case ChatMessage():
+                return ChatReported(tab_id=self.tab_id, message=message)
+            case Command():
+                return CommandIssued(tab_id=self.tab_id, command=message)
+            case MediaStatus():
+                return MediaReported(tab_id=self.tab_id, status=message)
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unexpected {message.type}")
+
+    async def _dispatch(self, message: ClientMessage) -> None:
+        assert self.identity is not None and self.hello is not None
+        agent = self.identity.agent_id
+        ref = _ref(message)
+        try:
+            event = self._event_for(message)
+            outcome = await self.hub.apply(agent, event)
+            if outcome.refusal is not None and outcome.refusal.code == ErrorCode.HELLO_REQUIRED:
+                # The store lost this tab (e.g. Redis restarted empty): register it again.
+                await self.hub.apply(
+                    agent, self._opened_event(self.hello, self.tab_id, self.session)
+                )
+                outcome = await self.hub.apply(agent, event)
+            if outcome.refusal is not None:
+                await self._error(outcome.refusal.code, outcome.refusal.message, ref)
+        except ProtocolError as e:
+            await self._error(e.code, e.message, ref)
+        except (StoreUnavailable, StoreContention) as e:
+            await self._error(ErrorCode.UNAVAILABLE, f"not applied, retry later: {e}", ref)
+        except ConnectionClosed:
+            raise
+        except Exception:
+            incident = secrets.token_hex(4)
+            self.log.exception("dispatch_failed", incident=incident, type=message.type)
+            await self._error(ErrorCode.INTERNAL, f"internal error {incident}", ref)
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def _send_model(self, message: Any) -> None:
+        await self.ws.send(self.codec.encode(message))
+        self.metrics.messages_out.labels(type=message.type).inc()
+
+    async def _error(self, code: ErrorCode, text: str, ref: str | None = None) -> None:
+        self.metrics.errors.labels(code=code.value).inc()
+        self.log.info("refused", code=code.value, message=text)
+        await self._send_model(Error(code=code, message=text, ref=ref))
+
+
+def _ref(message: ClientMessage) -> str | None:
+    ref = getattr(message, "ref", None)
+    return ref if isinstance(ref, str) else None

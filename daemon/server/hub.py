@@ -1,0 +1,247 @@
+"""The asyncio shell around the pure agent core, for every agent with tabs on this node.
+
+`apply` is the only way state changes: load (or reuse the cached) aggregate, run the core,
+commit with a version check, retry on conflict. Effects come out as stream envelopes (the
+store delivers them to every node's subscribers) and workflow wake-ups. Everything that
+touches time (ticks, node liveness) is here; the rules are in `daemon.core`.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+
+from daemon.core.agent import handle, new_agent, next_deadline
+from daemon.core.effects import Outcome, Publish, WakeWorkflow
+from daemon.core.events import AgentEvent, Context, Rules, TabClosed, Tick
+from daemon.core.state import AgentState
+from daemon.server.metrics import Metrics
+from daemon.store.base import Envelope, Store, StreamEntry, Subscription
+from protocol.messages import Notify
+
+log = structlog.get_logger("switchboard.hub")
+
+MAX_COMMIT_ATTEMPTS = 16
+
+
+class StoreContention(Exception):
+    """Too many concurrent writers to one agent; the event was not applied."""
+
+
+class Sink(Protocol):
+    """A local tab connection, as the hub sees it."""
+
+    def deliver(self, entry: StreamEntry) -> None: ...
+
+    def resync(self) -> None: ...
+
+    async def tell(self, notice: Notify) -> None: ...
+
+    async def reregister(self) -> None: ...
+
+
+WakeCallback = Callable[[str, str], None]
+
+
+class AgentHub:
+    def __init__(
+        self,
+        store: Store,
+        rules: Rules,
+        node_id: str,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.node_id = node_id
+        self.metrics = metrics
+        self.clock = clock
+        self.live_nodes: frozenset[str] = frozenset({node_id})
+        self.on_wake: WakeCallback | None = None
+        self._cache: dict[str, tuple[int, AgentState]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._sinks: dict[str, set[Sink]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._unrecorded_closes: list[tuple[str, TabClosed]] = []
+
+    # -- applying events ----------------------------------------------------------------
+
+    def context(self) -> Context:
+        return Context(now=self.clock(), live_nodes=self.live_nodes | {self.node_id})
+
+    async def load(self, agent: str, *, fresh: bool = False) -> tuple[int, AgentState]:
+        cached = None if fresh else self._cache.get(agent)
+        if cached is not None:
+            return cached
+        stored = await self.store.load_agent(agent)
+        state = (
+            AgentState.from_bytes(stored.state)
+            if stored.state is not None
+            else new_agent(agent, self.rules)
+        )
+        self._cache[agent] = (stored.version, state)
+        return stored.version, state
+
+    async def apply(self, agent: str, event: AgentEvent) -> Outcome:
+        """Apply one event atomically; on a version conflict reload and re-run the core."""
+        lock = self._locks.setdefault(agent, asyncio.Lock())
+        started = time.perf_counter()
+        async with lock:
+            fresh = False
+            for _ in range(MAX_COMMIT_ATTEMPTS):
+                version, state = await self.load(agent, fresh=fresh)
+                outcome = handle(state, event, self.context(), self.rules)
+                if not fresh and (outcome.refusal is not None or not outcome.changed):
+                    # The cache may be behind another node: decide refusals on fresh state.
+                    stored = await self.store.load_agent(agent)
+                    if stored.version != version:
+                        fresh = True
+                        continue
+                if outcome.refusal is not None or not outcome.changed:
+                    return outcome
+                for effect in outcome.effects:
+                    if isinstance(effect, WakeWorkflow) and effect.contact_id not in state.contacts:
+                        # Durable before the contact exists, so a crash right after the
+                        # commit still leaves the workflow for some node's scan to find.
+                        await self.store.workflows_add(agent, effect.contact_id)
+                publishes = [e for e in outcome.effects if isinstance(e, Publish)]
+                envelopes = [
+                    Envelope(
+                        message=p.message.model_dump(mode="json", exclude_none=True),
+                        to_tab=p.to_tab,
+                        to_role=p.to_role,
+                    )
+                    for p in publishes
+                ]
+                entries = await self.store.commit_agent(
+                    agent, version, outcome.state.to_bytes(), envelopes
+                )
+                if entries is None:
+                    self.metrics.conflicts.inc()
+                    fresh = True
+                    continue
+                self._cache[agent] = (version + 1, outcome.state)
+                self._after_commit(agent, state, outcome)
+                self.metrics.event_seconds.observe(time.perf_counter() - started)
+                return outcome
+        raise StoreContention(f"agent {agent}: {MAX_COMMIT_ATTEMPTS} conflicting commits")
+
+    def _after_commit(self, agent: str, before: AgentState, outcome: Outcome) -> None:
+        after = outcome.state
+        for cid, contact in after.contacts.items():
+            old = before.contacts.get(cid)
+            if old is None:
+                self.metrics.elections.inc()
+                log.info("contact_elected", agent=agent, contact=cid, owner=contact.owner_tab)
+            elif old.owner_tab != contact.owner_tab and old.owner_tab is not None:
+                if contact.owner_tab is not None:
+                    self.metrics.failovers.inc()
+                log.info(
+                    "contact_owner_changed",
+                    agent=agent,
+                    contact=cid,
+                    owner=contact.owner_tab,
+                    previous=old.owner_tab,
+                    epoch=contact.epoch,
+                )
+        self._schedule_tick(agent, after)
+        if self.on_wake is not None:
+            for effect in outcome.effects:
+                if isinstance(effect, WakeWorkflow):
+                    self.on_wake(agent, effect.contact_id)
+
+    def _schedule_tick(self, agent: str, state: AgentState) -> None:
+        deadline = next_deadline(state, self.rules)
+        timer = self._timers.pop(agent, None)
+        if timer is not None:
+            timer.cancel()
+        if deadline is None or agent not in self._sinks:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - self.clock()) + 0.01
+        self._timers[agent] = loop.call_later(delay, self._tick_soon, agent)
+
+    def _tick_soon(self, agent: str) -> None:
+        self._timers.pop(agent, None)
+        asyncio.get_running_loop().create_task(self.tick(agent))
+
+    async def tick(self, agent: str) -> None:
+        try:
+            await self.apply(agent, Tick())
+        except Exception as e:  # the next sweep tries again; a tick must never kill the loop
+            log.warning("tick_failed", agent=agent, error=repr(e))
+
+    def remember_close(self, agent: str, closed: TabClosed) -> None:
+        """A close the store could not take now; `sweep` records it once the store is back."""
+        self._unrecorded_closes.append((agent, closed))
+
+    async def sweep(self) -> None:
+        """Tick every local agent: node deaths and grace expiries seen by peers count here too."""
+        pending, self._unrecorded_closes = self._unrecorded_closes, []
+        for index, (agent, closed) in enumerate(pending):
+            try:
+                await self.apply(agent, closed)
+            except Exception:
+                self._unrecorded_closes.extend(pending[index:])
+                return
+        for agent in list(self._sinks):
+            await self.tick(agent)
+        self.metrics.contacts.set(
+            sum(
+                1
+                for agent in self._sinks
+                if agent in self._cache
+                for c in self._cache[agent][1].contacts.values()
+                if not c.finished
+            )
+        )
+
+    # -- local tabs and delivery ----------------------------------------------------------
+
+    async def attach(self, agent: str, sink: Sink) -> None:
+        sinks = self._sinks.setdefault(agent, set())
+        sinks.add(sink)
+        if agent not in self._subscriptions:
+            self._subscriptions[agent] = await self.store.subscribe(
+                agent, lambda entry: self._fan_out(agent, entry)
+            )
+
+    async def detach(self, agent: str, sink: Sink) -> None:
+        sinks = self._sinks.get(agent)
+        if sinks is None:
+            return
+        sinks.discard(sink)
+        if not sinks:
+            del self._sinks[agent]
+            self._cache.pop(agent, None)
+            timer = self._timers.pop(agent, None)
+            if timer is not None:
+                timer.cancel()
+            subscription = self._subscriptions.pop(agent, None)
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.close()
+
+    def _fan_out(self, agent: str, entry: StreamEntry) -> None:
+        # The cache is not dropped here: a stale cache only costs a failed commit, which
+        # reloads, and refusals are always re-decided on fresh state (see `apply`).
+        for sink in list(self._sinks.get(agent, ())):
+            sink.deliver(entry)
+
+    def sinks(self) -> list[Sink]:
+        return [sink for sinks in self._sinks.values() for sink in sinks]
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for subscription in self._subscriptions.values():
+            with contextlib.suppress(Exception):
+                await subscription.close()
+        self._subscriptions.clear()

@@ -1,0 +1,68 @@
+"""The WebSocket endpoint: handshake checks, then one TabConnection per socket."""
+
+from http import HTTPStatus
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.typing import Origin, Subprotocol
+
+from daemon.server.connection import ConnectionLimits, TabConnection
+from daemon.server.hub import AgentHub
+from daemon.server.metrics import Metrics
+from protocol.codec import SUBPROTOCOLS, codec_for
+
+WS_PATH = "/ws"
+
+
+def _refuse(status: HTTPStatus, text: str) -> Response:
+    body = (text + "\n").encode()
+    headers = Headers([("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return Response(status.value, status.phrase, headers, body)
+
+
+async def start_ws_server(
+    *,
+    host: str,
+    port: int,
+    hub: AgentHub,
+    secret: str,
+    limits: ConnectionLimits,
+    metrics: Metrics,
+    allowed_origins: list[str],
+    max_message_bytes: int,
+    max_queue: int,
+    ping_interval: float,
+    ping_timeout: float,
+) -> Server:
+    """Serve tabs. Readiness is enforced at hello (close 1013), so tabs get a close code."""
+
+    async def handler(ws: ServerConnection) -> None:
+        codec = codec_for(ws.subprotocol)
+        if codec is None:  # the handshake already refused anything else; belt and braces
+            await ws.close(1002, "unsupported subprotocol")
+            return
+        await TabConnection(ws, codec, hub, secret, limits, metrics).run()
+
+    def check_request(_: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0] != WS_PATH:
+            return _refuse(HTTPStatus.NOT_FOUND, f"the WebSocket endpoint is {WS_PATH}")
+        return None
+
+    origins: list[Origin | None] | None = (
+        [Origin(o) for o in allowed_origins] + [None] if allowed_origins else None
+    )
+    return await serve(
+        handler,
+        host,
+        port,
+        subprotocols=[Subprotocol(s) for s in SUBPROTOCOLS],
+        origins=origins,
+        compression=None,
+        max_size=max_message_bytes,
+        max_queue=max_queue,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        process_request=check_request,
+        server_header="switchboard",
+    )
