@@ -10,7 +10,7 @@ from daemon.app import Daemon
 from daemon.config import Settings
 from daemon.server.auth import mint_token
 
-SECRET = "test-secret-not-for-production"
+SECRET = "test-secret-not-for-production-0123456789"
 
 
 def settings(**overrides: Any) -> Settings:
