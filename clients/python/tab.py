@@ -40,8 +40,11 @@ class TabClient:
         origin: str | None = None,
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.05, 2.0),
+        fallback_urls: tuple[str, ...] = (),
     ) -> None:
         self.url = url
+        # Where to try next when the current daemon is gone: a load balancer's job, in tests.
+        self.urls = (url, *fallback_urls)
         self.token = token
         self.tab_id = tab_id
         self.role = role
@@ -110,6 +113,7 @@ class TabClient:
             while not self._closing:
                 await asyncio.sleep(random.uniform(0, delay))  # full jitter
                 delay = min(delay * 2, self.backoff[1])
+                self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
                 try:
                     await self._open()
                     break
