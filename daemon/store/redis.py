@@ -555,6 +555,8 @@ class RedisStore(Store):
         self._sharded = self._cluster if sharded_pubsub is None else sharded_pubsub
         self._publish = "SPUBLISH" if self._sharded else "PUBLISH"
         self._owns_client = owns_client
+        self._initialized = not self._cluster
+        self._init_lock = asyncio.Lock()
         self._hub = _Hub(client, self._sharded, subscribe_timeout)
         register = self._client.register_script
         self._commit = register(COMMIT_LUA)
@@ -606,6 +608,21 @@ class RedisStore(Store):
             client = Redis.from_url(url, **common)
         return cls(client, owns_client=True, subscribe_timeout=socket_timeout * 2, **options)
 
+    async def _ready(self) -> None:
+        """Load the cluster's slot map once, before any concurrent use.
+
+        redis-py 8.1's async RedisCluster initialises lazily, and several first commands
+        issued at once (asyncio.gather) race inside that lazy initialisation and fail with
+        `AttributeError: 'NoneType' object has no attribute 'writelines'`. One explicit,
+        serialised `initialize()` avoids it; afterwards this is a single attribute check.
+        """
+        if self._initialized:
+            return
+        async with self._init_lock:
+            if not self._initialized:
+                await self._client.initialize()
+                self._initialized = True
+
     # -- keys ----------------------------------------------------------------------------
 
     def _key(self, agent: str, part: str) -> str:
@@ -621,6 +638,7 @@ class RedisStore(Store):
 
     async def load_agent(self, agent: str) -> Versioned:
         with _translated():
+            await self._ready()
             version, blob = await self._client.hmget(self._key(agent, "state"), ["v", "b"])
         if version is None:
             return Versioned(0, None)
@@ -631,6 +649,7 @@ class RedisStore(Store):
     ) -> list[StreamEntry] | None:
         encoded = [encode_envelope(envelope) for envelope in envelopes]
         with _translated():
+            await self._ready()
             result = await self._commit(
                 keys=[
                     self._key(agent, "state"),
@@ -655,6 +674,7 @@ class RedisStore(Store):
 
     async def stream_head(self, agent: str) -> tuple[str, int]:
         with _translated():
+            await self._ready()
             epoch, seq = await self._head(
                 keys=[self._key(agent, "meta"), self._key(agent, "stream")],
                 args=[secrets.token_hex(8), self._idle_ttl],
@@ -663,6 +683,7 @@ class RedisStore(Store):
 
     async def read_stream(self, agent: str, epoch: str, after: int) -> list[StreamEntry] | None:
         with _translated():
+            await self._ready()
             result = await self._read(
                 keys=[self._key(agent, "meta"), self._key(agent, "stream")],
                 args=[epoch, after],
@@ -677,12 +698,15 @@ class RedisStore(Store):
         return entries
 
     async def subscribe(self, agent: str, listener: StreamListener) -> Subscription:
+        with _translated():
+            await self._ready()
         return await self._hub.add(self._channel(agent), listener)
 
     # -- leases and the workflow journal -------------------------------------------------
 
     async def claim_lease(self, agent: str, name: str, holder: str, ttl: float) -> Lease | None:
         with _translated():
+            await self._ready()
             epoch = await self._claim(
                 keys=[self._key(agent, f"lease:{name}"), self._key(agent, f"fence:{name}")],
                 args=[holder, _ms(ttl), max(self._idle_ttl, math.ceil(ttl * 10))],
@@ -694,27 +718,32 @@ class RedisStore(Store):
     async def renew_lease(self, lease: Lease, ttl: float) -> bool:
         key, value = self._lease_keys(lease)
         with _translated():
+            await self._ready()
             return bool(await self._renew(keys=[key], args=[value, _ms(ttl)]))
 
     async def release_lease(self, lease: Lease) -> None:
         key, value = self._lease_keys(lease)
         with _translated():
+            await self._ready()
             await self._release(keys=[key], args=[value])
 
     async def lease_is_current(self, lease: Lease) -> bool:
         key, value = self._lease_keys(lease)
         with _translated():
+            await self._ready()
             current = await self._client.get(key)
         return current is not None and _text(current) == value
 
     async def journal_read(self, agent: str, contact: str) -> dict[str, Any]:
         with _translated():
+            await self._ready()
             raw = await self._client.hgetall(self._key(agent, f"journal:{contact}"))
         return {_text(step): msgpack.unpackb(value, raw=False) for step, value in raw.items()}
 
     async def journal_write(self, lease: Lease, contact: str, step: str, result: Any) -> bool:
         key, value = self._lease_keys(lease)
         with _translated():
+            await self._ready()
             written = await self._journal(
                 keys=[key, self._key(lease.agent, f"journal:{contact}")],
                 args=[value, step, msgpack.packb(result), self._idle_ttl],
@@ -726,18 +755,21 @@ class RedisStore(Store):
 
     async def workflows_add(self, agent: str, contact: str) -> None:
         with _translated():
+            await self._ready()
             await self._client.sadd(
                 f"{self._prefix}:workflows", self._workflow_member(agent, contact)
             )
 
     async def workflows_done(self, agent: str, contact: str) -> None:
         with _translated():
+            await self._ready()
             await self._client.srem(
                 f"{self._prefix}:workflows", self._workflow_member(agent, contact)
             )
 
     async def workflows_list(self) -> list[tuple[str, str]]:
         with _translated():
+            await self._ready()
             members = await self._client.smembers(f"{self._prefix}:workflows")
         return sorted(tuple(msgpack.unpackb(member, raw=False)) for member in members)
 
@@ -745,6 +777,7 @@ class RedisStore(Store):
 
     async def rate_acquire(self, key: str, per_minute: int, burst: int) -> float:
         with _translated():
+            await self._ready()
             wait_ms = await self._rate(
                 keys=[f"{self._prefix}:rate:{key}"], args=[60000.0 / per_minute, burst]
             )
@@ -752,15 +785,18 @@ class RedisStore(Store):
 
     async def heartbeat(self, node: str, ttl: float) -> None:
         with _translated():
+            await self._ready()
             await self._heartbeat(keys=[f"{self._prefix}:nodes"], args=[node, _ms(ttl)])
 
     async def live_nodes(self) -> frozenset[str]:
         with _translated():
+            await self._ready()
             nodes = await self._live_nodes(keys=[f"{self._prefix}:nodes"])
         return frozenset(_text(node) for node in nodes)
 
     async def ping(self) -> None:
         with _translated():
+            await self._ready()
             if self._cluster:
                 await self._client.ping(target_nodes=RedisCluster.ALL_NODES)
             else:
