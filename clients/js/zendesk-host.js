@@ -1,0 +1,113 @@
+/**
+ * The host: what the CRM page around the embedded CCP does when the daemon says so.
+ *
+ * A host is any object with
+ *   pop({target, id, query, contactId})  open a user / ticket, or start a search
+ *   notify({level, code, text, contactId}) show a notification (level info|warning|urgent)
+ *   warn(text|null)                        show (or clear, with null) the standing warning
+ * `ZendeskHost` implements it with the Zendesk Apps Framework (ZAF) client; other CRMs plug
+ * in their own object. `bindHost(client, host)` wires a SwitchboardClient to a host: only
+ * the owner gets pops, each at most once, so the host can just act.
+ * @module zendesk-host
+ */
+
+import { mediaWarning } from './switchboard.js';
+
+/**
+ * @typedef {{target: 'user'|'ticket'|'search', id?: number, query?: string, contactId?: string}} PopRequest
+ * @typedef {{level: 'info'|'warning'|'urgent', code: string, text: string, contactId?: string}} Notice
+ * @typedef {{pop(p: PopRequest): any, notify(n: Notice): any, warn(text: string|null): any}} Host
+ */
+
+/** ZAF notification kinds by protocol level. */
+const ZAF_KIND = Object.freeze({ info: 'notice', warning: 'alert', urgent: 'error' });
+
+export class ZendeskHost {
+  /**
+   * @param {{invoke: (name: string, ...args: any[]) => any}} zafClient `ZAFClient.init()`
+   * @param {{search?: (client: any, query: string) => any}} [options]
+   *   search: how to open a search (ZAF has no route to the search page; the default
+   *   notifies the agent with what to search for, as the original app did)
+   */
+  constructor(zafClient, options = {}) {
+    this.client = zafClient;
+    this.search = options.search;
+    /** @type {string|null} */
+    this._warning = null;
+  }
+
+  /** @param {PopRequest} request */
+  pop(request) {
+    const { target, id, query } = request;
+    if ((target === 'user' || target === 'ticket') && id) {
+      return this.client.invoke('routeTo', target, id);
+    }
+    if (target === 'search' && query) {
+      if (this.search) return this.search(this.client, query);
+      return this.client.invoke('notify', `Search Zendesk for: ${query}`, 'notice', { sticky: true });
+    }
+    return undefined;
+  }
+
+  /** @param {Notice} notice */
+  notify(notice) {
+    const kind = /** @type {Record<string, string>} */ (ZAF_KIND)[notice.level] || 'notice';
+    const options = notice.level === 'info' ? {} : { sticky: true };
+    return this.client.invoke('notify', notice.text, kind, options);
+  }
+
+  /** @param {string|null} text */
+  warn(text) {
+    if (text === this._warning) return undefined;
+    this._warning = text;
+    // ZAF notifications cannot be withdrawn: show a new warning, and say when it is over.
+    if (text) return this.client.invoke('notify', text, 'alert', { sticky: true });
+    return this.client.invoke('notify', 'Media CCP ready: calls have audio again.', 'notice');
+  }
+}
+
+/** A host that only records what it was asked (tests, headless use). */
+export class RecordingHost {
+  constructor() {
+    /** @type {PopRequest[]} */
+    this.pops = [];
+    /** @type {Notice[]} */
+    this.notices = [];
+    /** @type {(string|null)[]} */
+    this.warnings = [];
+  }
+  /** @param {PopRequest} p */
+  pop(p) {
+    this.pops.push(p);
+  }
+  /** @param {Notice} n */
+  notify(n) {
+    this.notices.push(n);
+  }
+  /** @param {string|null} text */
+  warn(text) {
+    this.warnings.push(text);
+  }
+}
+
+/**
+ * Wire a client's pops, notifications and media warning to a host.
+ * @param {{on: (name: string, fn: Function) => () => void, role?: string}} client
+ * @param {Host} host
+ * @returns {() => void} unbinds
+ */
+export function bindHost(client, host) {
+  let warning = /** @type {string|null|undefined} */ (undefined);
+  const off = [
+    client.on('pop', (/** @type {any} */ m) => host.pop({ target: m.target, id: m.id, query: m.query, contactId: m.contact_id })),
+    client.on('notify', (/** @type {any} */ m) => host.notify({ level: m.level, code: m.code, text: m.text, contactId: m.contact_id })),
+    client.on('media', (/** @type {any} */ media) => {
+      if (client.role === 'media') return;
+      const text = mediaWarning(media);
+      if (text === warning || (warning === undefined && text === null)) return;
+      warning = text;
+      host.warn(text);
+    }),
+  ];
+  return () => off.forEach((fn) => fn());
+}
