@@ -29,7 +29,7 @@ def int_param(request: web.Request, name: str) -> int:
 
 async def json_body(request: web.Request) -> Any:
     """The request's JSON document; 400 as Zendesk answers unparseable JSON."""
-    if not request.can_read_body:
+    if not request.body_exists:
         return None
     try:
         return await request.json()

@@ -1,0 +1,205 @@
+"""Pacing and retrying Zendesk requests, and the errors that say whether to retry.
+
+Zendesk limits each account to a number of requests per minute (by plan) and answers 429 with
+``Retry-After`` beyond it; it also has bad moments (5xx, dropped connections, timeouts). The
+client paces itself with a :class:`RateLimiter` (one per process here; a shared Redis limiter
+keeps several nodes inside one account's budget) and retries transient failures with
+exponential backoff and full jitter, so that many clients that failed together do not retry
+together. Waits longer than a call should hold a coroutine (a long ``Retry-After``) are given
+back to the caller as a retryable error, for the durable journal to reschedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+#: Zendesk's account-wide API limits (requests per minute) by plan.
+PLAN_LIMITS: dict[str, int] = {
+    "team": 200,
+    "professional": 400,
+    "enterprise": 700,
+    "high_volume": 2500,
+}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ZendeskError(Exception):
+    """A request that did not succeed: ``status`` is None when no answer came back."""
+
+    def __init__(self, status: int | None, body: Any = None, message: str | None = None) -> None:
+        self.status = status
+        self.body = body
+        detail = message or _error_text(body)
+        super().__init__(f"Zendesk {status if status is not None else 'unreachable'}: {detail}")
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again later can succeed (429, 5xx, no answer)."""
+        return self.status is None or self.status == 429 or self.status >= 500
+
+
+class NotFound(ZendeskError):
+    """404: the user, ticket or endpoint does not exist."""
+
+
+class AuthenticationError(ZendeskError):
+    """401 that a credential refresh could not cure."""
+
+
+class Forbidden(ZendeskError):
+    """403: not allowed (or a feature the account's plan lacks)."""
+
+
+class IdempotencyConflict(ZendeskError):
+    """400 IdempotentRequestError: the key was used before with a different request."""
+
+
+class UpdateConflict(ZendeskError):
+    """409: a safe update found the ticket changed since it was read."""
+
+
+class InvalidRecord(ZendeskError):
+    """422 RecordInvalid: Zendesk refused the values."""
+
+
+class RateLimited(ZendeskError):
+    """429 still there after the retries, or asking for a wait longer than a call may hold."""
+
+    def __init__(self, status: int | None, body: Any = None, retry_after: float | None = None):
+        super().__init__(status, body)
+        self.retry_after = retry_after
+
+
+class ServerError(ZendeskError):
+    """5xx still there after the retries."""
+
+
+class TransportError(ZendeskError):
+    """No answer: connection refused or dropped, or the request timed out."""
+
+
+def _error_text(body: Any) -> str:
+    if isinstance(body, dict):
+        parts = [str(body.get(k)) for k in ("error", "description", "details") if body.get(k)]
+        return " - ".join(parts) or str(body)
+    return str(body)[:300]
+
+
+def error_for(status: int, body: Any, retry_after: float | None = None) -> ZendeskError:
+    """The typed error for an unsuccessful status."""
+    if status == 404:
+        return NotFound(status, body)
+    if status == 401:
+        return AuthenticationError(status, body)
+    if status == 403:
+        return Forbidden(status, body)
+    if status == 409:
+        return UpdateConflict(status, body)
+    if status == 422:
+        return InvalidRecord(status, body)
+    if status == 429:
+        return RateLimited(status, body, retry_after)
+    if status >= 500:
+        return ServerError(status, body)
+    if status == 400 and isinstance(body, dict) and body.get("error") == "IdempotentRequestError":
+        return IdempotencyConflict(status, body)
+    return ZendeskError(status, body)
+
+
+# --------------------------------------------------------------------------- backoff
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry."""
+
+    max_attempts: int = 5
+    #: First backoff ceiling in seconds; doubles each attempt (tests use a few ms).
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    #: The longest ``Retry-After`` honoured in place; longer ones are raised as RateLimited.
+    max_retry_after: float = 120.0
+
+    def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Full jitter: uniform in [0, min(max_delay, base_delay * 2**(attempt-1)))."""
+        ceiling: float = min(self.max_delay, self.base_delay * 2.0 ** max(0, attempt - 1))
+        return rng() * ceiling
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when: datetime = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now())
+
+
+# --------------------------------------------------------------------------- rate limiting
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """Grants permission for one API request; ``acquire`` waits until it may be sent."""
+
+    async def acquire(self) -> None: ...
+
+
+class LocalRateLimiter:
+    """An in-process token bucket holding a request rate of ``per_minute``.
+
+    The bucket starts full with ``burst`` tokens (default: a whole minute's budget, which is
+    what Zendesk's per-minute window allows) and refills continuously. Waiters are served in
+    arrival order.
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_minute <= 0:
+            raise ValueError("per_minute must be positive")
+        self.rate = per_minute / 60.0
+        self.capacity = float(burst if burst is not None else per_minute)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._updated = clock()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def for_plan(cls, plan: str, *, burst: int | None = None) -> LocalRateLimiter:
+        return cls(PLAN_LIMITS[plan], burst=burst)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            self._refill()
+            while self._tokens < 1.0:
+                await asyncio.sleep((1.0 - self._tokens) / self.rate)
+                self._refill()
+            self._tokens -= 1.0
