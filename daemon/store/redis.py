@@ -15,8 +15,9 @@ key                                   type      content / expiry
 `<p>:{A}:meta`                        hash      `e` stream epoch, `s` last seq; idle TTL
 `<p>:{A}:stream`                      stream    entry id `<seq>-0`, field `d` = msgpack envelope;
                                                 `XADD MAXLEN ~ stream_max`; idle TTL
-`<p>:{A}:ch`                          channel   pub/sub (sharded on a cluster); payload
-                                                `<epoch>:<seq>:<msgpack envelope>`
+`<p>:{A}:ch`                          channel   pub/sub (sharded on a cluster); one message
+                                                per commit: msgpack `[epoch, first seq,
+                                                envelope...]`
 `<p>:{A}:lease:<name>`                string    `<epoch>:<holder>`, `PX` = lease ttl
 `<p>:{A}:fence:<name>`                string    fencing counter (`INCR`); idle TTL, refreshed on
                                                 every claim (see `claim_lease`)
@@ -115,17 +116,18 @@ local first = 0
 if n > 0 then
   local last = redis.call('HINCRBY', KEYS[2], 's', n)
   first = last - n + 1
+  local publication = {epoch, first}
   for i = 1, n do
-    local seq = first + i - 1
     local data = ARGV[7 + i]
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'd', data)
-    redis.call(ARGV[6], ARGV[7], epoch .. ':' .. seq .. ':' .. data)
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], (first + i - 1) .. '-0', 'd', data)
+    publication[2 + i] = data
   end
+  redis.call(ARGV[6], ARGV[7], cmsgpack.pack(publication))
 end
 for i = 1, 3 do
   redis.call('EXPIRE', KEYS[i], ARGV[5])
 end
-return {epoch, first, n}
+return epoch .. ':' .. first
 """
 )
 
@@ -282,14 +284,20 @@ def decode_envelope(data: bytes) -> Envelope:
     return Envelope(message, to_tab, to_role)
 
 
-def encode_publication(epoch: str, seq: int, envelope: bytes) -> bytes:
-    """The pub/sub payload, as the commit script builds it (for tests and tools)."""
-    return f"{epoch}:{seq}:".encode() + envelope
+def encode_publication(epoch: str, first: int, envelopes: Sequence[bytes]) -> bytes:
+    """The pub/sub payload as the commit script builds it: one message per commit,
+    msgpack `[epoch, first seq, envelope, envelope, ...]` (Centrifugo prefixes each
+    publication with its epoch and offset the same way)."""
+    return cast(bytes, msgpack.packb([epoch, first, *envelopes]))
 
 
-def decode_publication(data: bytes) -> StreamEntry:
-    epoch, seq, envelope = data.split(b":", 2)
-    return StreamEntry(epoch.decode(), int(seq), decode_envelope(envelope))
+def decode_publication(data: bytes) -> list[StreamEntry]:
+    epoch, first, *envelopes = msgpack.unpackb(data, raw=True)
+    text = _text(epoch)
+    return [
+        StreamEntry(text, first + i, decode_envelope(envelope))
+        for i, envelope in enumerate(envelopes)
+    ]
 
 
 def _ms(seconds: float) -> int:
@@ -298,6 +306,75 @@ def _ms(seconds: float) -> int:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+# -- batching ----------------------------------------------------------------------------
+
+
+class _Batcher:
+    """Send concurrent calls of one script as a single pipeline (one round trip per batch).
+
+    Each EVALSHA in the pipeline is still its own atomic script; a non-transactional pipeline
+    only saves round trips and per-command client overhead, which is what limits a node that
+    commits for hundreds of agents at once. While one batch is in flight the next accumulates
+    (like Nagle, without a timer): an idle store adds no latency, a busy one batches more.
+    """
+
+    def __init__(self, client: Any, script: Any, max_batch: int = 256) -> None:
+        self._client = client
+        self._script = script
+        self._max_batch = max_batch
+        self._pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def call(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(([*keys, *args], future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(len(keys)))
+        return await future
+
+    async def _flush(self, numkeys: int) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                results = await self._send(numkeys, [arguments for arguments, _ in batch])
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _send(self, numkeys: int, calls: list[list[Any]]) -> list[Any]:
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for i in todo:
+                pipe.evalsha(self._script.sha, numkeys, *calls[i])
+            replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
+                    missing.append(i)
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            # The server lost its script cache (restart, SCRIPT FLUSH, failover): load, redo.
+            self._script.sha = await self._client.script_load(self._script.script)
+            todo = missing
+        return results
 
 
 # -- pub/sub -----------------------------------------------------------------------------
@@ -497,15 +574,16 @@ class _Hub:
         if not listeners:
             return
         try:
-            entry = decode_publication(data)
+            entries = decode_publication(data)
         except Exception:
             log.exception("undecodable publication on %r", channel)
             return
-        for subscription in list(listeners):
-            try:
-                subscription.listener(entry)
-            except Exception:
-                log.exception("stream listener failed on %r", channel)
+        for entry in entries:
+            for subscription in list(listeners):
+                try:
+                    subscription.listener(entry)
+                except Exception:
+                    log.exception("stream listener failed on %r", channel)
 
     async def close(self) -> None:
         async with self._lock:
@@ -540,12 +618,16 @@ class RedisStore(Store):
         idle_ttl: float = 24 * 3600,
         sharded_pubsub: bool | None = None,
         subscribe_timeout: float = 5.0,
+        batch_commits: bool | None = None,
         owns_client: bool = True,
     ) -> None:
         """Wrap a client made with `decode_responses=False` (blobs and envelopes are binary).
 
         `sharded_pubsub` defaults to True on a cluster (SPUBLISH/SSUBSCRIBE, Redis >= 7) and
         False on a single server (plain PUBLISH/SUBSCRIBE, which Redis 6 also has).
+        `batch_commits` pipelines concurrent `commit_agent` calls (see `_Batcher`); it defaults
+        to on for a single server and must stay off on a cluster, where redis-py refuses
+        EVALSHA in pipelines.
         """
         self._client: Any = cast(Any, client)
         self._prefix = prefix
@@ -569,6 +651,11 @@ class RedisStore(Store):
         self._rate = register(RATE_LUA)
         self._heartbeat = register(HEARTBEAT_LUA)
         self._live_nodes = register(LIVE_NODES_LUA)
+        self._commit_call: Any = (
+            _Batcher(self._client, self._commit).call
+            if (not self._cluster if batch_commits is None else batch_commits)
+            else self._commit_direct
+        )
 
     @classmethod
     def from_url(
@@ -650,13 +737,13 @@ class RedisStore(Store):
         encoded = [encode_envelope(envelope) for envelope in envelopes]
         with _translated():
             await self._ready()
-            result = await self._commit(
-                keys=[
+            result = await self._commit_call(
+                [
                     self._key(agent, "state"),
                     self._key(agent, "meta"),
                     self._key(agent, "stream"),
                 ],
-                args=[
+                [
                     expected_version,
                     state,
                     secrets.token_hex(8),
@@ -669,8 +756,12 @@ class RedisStore(Store):
             )
         if result is None:
             return None
-        epoch, first = _text(result[0]), int(result[1])
+        epoch, _, first_text = _text(result).partition(":")
+        first = int(first_text)
         return [StreamEntry(epoch, first + i, envelope) for i, envelope in enumerate(envelopes)]
+
+    async def _commit_direct(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        return await self._commit(keys=keys, args=args)
 
     async def stream_head(self, agent: str) -> tuple[str, int]:
         with _translated():

@@ -1,0 +1,166 @@
+"""Event throughput of the memory store vs the Redis store, measured in the same run.
+
+Usage (from the repository root; starts and stops its own redis-server on a free port)::
+
+    python -m tests.bench.store_throughput                  # 200 agents x 50 events, uvloop
+    python -m tests.bench.store_throughput --agents 500 --events 20 --no-uvloop
+    python -m tests.bench.store_throughput --cluster         # also a 3-node Redis Cluster
+
+It prints one JSON line per store and a final line with the Redis/memory ratio (the target is
+>= 0.5). Not collected by pytest (the file name does not start with `test_`).
+
+What one "event" costs here is what it costs the daemon: the agent's state and version are
+cached by the node that owns the agent's tabs (as the daemon does; it reloads only after a
+version conflict), so an event is: decode the ~2 KB msgpack state, apply the change, encode it,
+`commit_agent` with one or two envelopes, and deliver the committed entries to the node's
+subscriber for that agent (Redis: through pub/sub, the way other nodes would get them). All
+agents run concurrently (`asyncio.gather`), each agent's events in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from typing import Any
+
+import msgpack
+
+from daemon.store.base import Envelope, Store, StreamEntry
+from daemon.store.memory import MemoryStore
+from daemon.store.redis import RedisStore
+from tests.redis_servers import RedisCluster, RedisServer
+
+
+def initial_state(agent: str, size: int) -> dict[str, Any]:
+    """A state shaped like the agent aggregate: tabs, contacts with attributes, padding."""
+    rng = random.Random(agent)
+    contacts = {
+        f"contact-{i}": {
+            "contact_id": f"contact-{i}",
+            "state": "connected",
+            "owner": "tab-1",
+            "attributes": {f"attr{j}": rng.randbytes(8).hex() for j in range(8)},
+        }
+        for i in range(2)
+    }
+    state: dict[str, Any] = {
+        "agent": agent,
+        "tabs": {f"tab-{i}": {"role": "embedded", "node": "n1"} for i in range(3)},
+        "contacts": contacts,
+        "counter": 0,
+        "pad": "",
+    }
+    pad = size - len(msgpack.packb(state))
+    state["pad"] = "x" * max(0, pad)
+    return state
+
+
+async def run_agent(
+    store: Store, agent: str, events: int, state_bytes: int, delivered: list[int]
+) -> int:
+    """One agent's event loop as the owning node runs it; returns the conflicts seen."""
+    version = 0
+    blob: bytes | None = msgpack.packb(initial_state(agent, state_bytes))
+    conflicts = 0
+
+    def listener(entry: StreamEntry) -> None:
+        delivered[0] += 1
+
+    subscription = await store.subscribe(agent, listener)
+    for n in range(events):
+        while True:
+            state = msgpack.unpackb(blob) if blob else initial_state(agent, state_bytes)
+            state["counter"] += 1
+            new_blob = msgpack.packb(state)
+            envelopes = [Envelope({"type": "contact", "seq_hint": n, "state": "connected"})]
+            if n % 2:
+                envelopes.append(Envelope({"type": "pop", "ticket": n}, to_tab="tab-1"))
+            entries = await store.commit_agent(agent, version, new_blob, envelopes)
+            if entries is not None:
+                version, blob = version + 1, new_blob
+                break
+            conflicts += 1
+            loaded = await store.load_agent(agent)  # only after a conflict
+            version, blob = loaded.version, loaded.state
+    await subscription.close()
+    return conflicts
+
+
+async def measure(
+    name: str, store: Store, agents: int, events: int, state_bytes: int
+) -> dict[str, Any]:
+    delivered = [0]
+    names = [f"bench-{name}-{i}" for i in range(agents)]
+    # Warm up connections, scripts and the pub/sub reader outside the timed section.
+    await asyncio.gather(*(run_agent(store, f"warm-{a}", 2, state_bytes, [0]) for a in names))
+    started = time.perf_counter()
+    conflicts = await asyncio.gather(
+        *(run_agent(store, agent, events, state_bytes, delivered) for agent in names)
+    )
+    elapsed = time.perf_counter() - started
+    total = agents * events
+    return {
+        "store": name,
+        "agents": agents,
+        "events": total,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(total / elapsed),
+        "conflicts": sum(conflicts),
+        "delivered_during_run": delivered[0],
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    results: list[dict[str, Any]] = []
+    memory = MemoryStore()
+    results.append(await measure("memory", memory, args.agents, args.events, args.state_bytes))
+    print(json.dumps(results[-1]), flush=True)
+    await memory.close()
+
+    with RedisServer.start() as server:
+        store = RedisStore.from_url(server.url, max_connections=args.connections)
+        results.append(
+            await measure("redis", store, args.agents, args.events, args.state_bytes)
+        )
+        print(json.dumps(results[-1]), flush=True)
+        await store.close()
+
+    if args.cluster:
+        with RedisCluster.start() as cluster:
+            store = RedisStore.from_url(cluster.url, cluster=True)
+            results.append(
+                await measure("cluster", store, args.agents, args.events, args.state_bytes)
+            )
+            print(json.dumps(results[-1]), flush=True)
+            await store.close()
+
+    base = results[0]["events_per_s"]
+    ratios = {r["store"]: round(r["events_per_s"] / base, 3) for r in results[1:]}
+    print(json.dumps({"ratio_vs_memory": ratios, "target": 0.5}), flush=True)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--events", type=int, default=50, help="events per agent")
+    parser.add_argument("--state-bytes", type=int, default=2048)
+    parser.add_argument("--connections", type=int, default=None, help="Redis pool size")
+    parser.add_argument("--cluster", action="store_true", help="also measure a 3-node cluster")
+    parser.add_argument("--no-uvloop", dest="uvloop", action="store_false")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse(sys.argv[1:])
+    if arguments.uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            print("uvloop not installed; using asyncio's loop", file=sys.stderr)
+        else:
+            uvloop.install()
+    asyncio.run(main(arguments))
