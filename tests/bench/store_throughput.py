@@ -123,9 +123,7 @@ async def main(args: argparse.Namespace) -> None:
 
     with RedisServer.start() as server:
         store = RedisStore.from_url(server.url, max_connections=args.connections)
-        results.append(
-            await measure("redis", store, args.agents, args.events, args.state_bytes)
-        )
+        results.append(await measure("redis", store, args.agents, args.events, args.state_bytes))
         print(json.dumps(results[-1]), flush=True)
         await store.close()
 
