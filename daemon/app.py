@@ -1,0 +1,189 @@
+"""The composition root: builds the store, hub, Zendesk side and servers from Settings."""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from websockets.asyncio.server import Server
+
+from daemon.config import Settings
+from daemon.secrets_file import load_or_create_dev_secret
+from daemon.server.auth import mint_token
+from daemon.server.connection import ConnectionLimits
+from daemon.server.hub import AgentHub
+from daemon.server.metrics import Metrics
+from daemon.server.ops import Demo, create_ops_app
+from daemon.server.ws import start_ws_server
+from daemon.store.base import Store, StoreUnavailable
+from daemon.store.factory import open_store
+from daemon.zendesk.scheduler import WorkflowScheduler
+from daemon.zendesk.wiring import ZendeskSide, start_zendesk
+from protocol.messages import Notify
+
+log = structlog.get_logger("switchboard.app")
+
+
+class Daemon:
+    """One Switchboard node. `start()` returns once it serves; `stop()` undoes it all."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self._given_store = store
+        self.store: Store
+        self.hub: AgentHub
+        self.zendesk: ZendeskSide
+        self.workflows: WorkflowScheduler
+        self.secret = ""
+        self.ready = False
+        self.ws_port = 0
+        self.http_port = 0
+        self._ws: Server | None = None
+        self._ops: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        s = self.settings
+        self.secret = self._secret()
+        self.store = self._given_store or open_store(
+            s.redis_url, cluster=s.redis_cluster or None, stream_max=s.stream_max
+        )
+        self.hub = AgentHub(self.store, s.rules(), s.node_id, self.metrics)
+        self.zendesk = await start_zendesk(s, self.store, self.hub, self.metrics)
+        self.workflows = WorkflowScheduler(
+            self.store,
+            s.node_id,
+            self.zendesk.run_contact,
+            self.metrics,
+            lease_seconds=s.workflow_lease_seconds,
+        )
+        self.hub.on_wake = self.workflows.wake
+        await self._check_store()
+        self._ws = await start_ws_server(
+            host=s.host,
+            port=s.ws_port,
+            hub=self.hub,
+            secret=self.secret,
+            limits=ConnectionLimits(
+                hello_timeout=s.hello_timeout_seconds,
+                rate_per_second=s.rate_per_second,
+                rate_burst=s.rate_burst,
+                flood_strikes=s.flood_strikes,
+            ),
+            metrics=self.metrics,
+            allowed_origins=s.allowed_origins,
+            max_message_bytes=s.max_message_bytes,
+            max_queue=s.max_queue,
+            ping_interval=s.ping_interval_seconds,
+            ping_timeout=s.ping_timeout_seconds,
+        )
+        self.ws_port = next(iter(self._ws.sockets)).getsockname()[1]
+        demo = None
+        if self.zendesk.sandbox_state is not None:
+            demo = Demo(
+                ws_url=f"ws://{s.host}:{self.ws_port}/ws",
+                mint=self._demo_token,
+                zendesk_state=self.zendesk.sandbox_state,
+            )
+        self._ops = web.AppRunner(
+            create_ops_app(self.hub, self.metrics, lambda: self.ready, demo), access_log=None
+        )
+        await self._ops.setup()
+        site = web.TCPSite(self._ops, s.host, s.http_port)
+        await site.start()
+        self.http_port = self._ops.addresses[0][1]
+        interval = max(0.2, s.node_ttl_seconds / 3)
+        self._tasks = [
+            asyncio.create_task(self._every(interval, self._check_store)),
+            asyncio.create_task(self._every(1.0, self.hub.sweep)),
+            asyncio.create_task(self._every(s.workflow_scan_seconds, self.workflows.scan)),
+        ]
+        log.info(
+            "serving",
+            node=s.node_id,
+            ws=f"ws://{s.host}:{self.ws_port}/ws",
+            ops=f"http://{s.host}:{self.http_port}",
+            store="redis" if s.redis_url else "memory",
+            zendesk=self.zendesk.description,
+        )
+
+    def _secret(self) -> str:
+        if self.settings.secret is not None:
+            return self.settings.secret.get_secret_value()
+        secret, created = load_or_create_dev_secret()
+        if created:
+            log.warning("development_secret_generated", secret=secret)
+        else:
+            log.info("development_secret_in_use", hint="switchboard token --agent ID")
+        return secret
+
+    def _demo_token(self, agent: str) -> str:
+        return mint_token(
+            self.secret,
+            agent,
+            zendesk_user_id=self.zendesk.agent_user_id(agent),
+            name=f"Agent {agent}",
+        )
+
+    async def _check_store(self) -> None:
+        """Heartbeat and readiness; tabs are told when the store goes and comes back."""
+        try:
+            await self.store.heartbeat(self.settings.node_id, self.settings.node_ttl_seconds)
+            self.hub.live_nodes = await self.store.live_nodes()
+            up = True
+        except StoreUnavailable:
+            up = False
+        self.metrics.store_up.set(1 if up else 0)
+        if up == self.ready:
+            return
+        self.ready = up
+        log.warning("store_up" if up else "store_down")
+        text = (
+            "Switchboard is connected to its store again."
+            if up
+            else "Switchboard lost its store: changes are paused and will resume on their own."
+        )
+        notice = Notify(
+            level="info" if up else "warning",
+            code="store_recovered" if up else "store_unavailable",
+            text=text,
+        )
+        for sink in self.hub.sinks():
+            await sink.tell(notice)
+            if up:
+                with contextlib.suppress(Exception):
+                    await sink.reregister()
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except StoreUnavailable:
+                pass  # readiness already says so; the next round tries again
+            except Exception:
+                log.exception("background_job_failed", job=getattr(job, "__name__", "job"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._ws is not None:
+            self._ws.close(close_connections=True)
+            await self._ws.wait_closed()
+        if self._ops is not None:
+            await self._ops.cleanup()
+        await self.workflows.close()
+        await self.hub.close()
+        await self.zendesk.close()
+        await self.store.close()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,131 @@
+"""Daemons and the Zendesk sandbox as separate OS processes, for multi-node and crash tests."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.daemons import SECRET
+from tests.redis_servers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+SANDBOX_EMAIL, SANDBOX_TOKEN = "agent@example.com", "sandbox-token"
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer 200 in {timeout}s")
+
+
+def http_json(method: str, url: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a host dies."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    full_env.update(env)
+    full_env["PYTHONPATH"] = str(ROOT)
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", *args], cwd=ROOT, env=full_env, stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@dataclass
+class SandboxProcess(Process):
+    url: str = ""
+
+    @classmethod
+    def start(cls, directory: Path) -> "SandboxProcess":
+        port = free_port()
+        log_path = directory / "sandbox.log"
+        proc = _spawn(["sandbox", "--port", str(port)], {}, log_path)
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/__sandbox/state", proc)
+        return cls(proc, log_path, url)
+
+    def state(self) -> Any:
+        return http_json("GET", f"{self.url}/__sandbox/state")
+
+    def seed_agent(self, name: str) -> int:
+        users = http_json(
+            "POST", f"{self.url}/__sandbox/users",
+            {"users": [{"name": name, "email": f"{name}@agents.example", "role": "agent"}]},
+        )
+        return int(users["users"][0]["id"])
+
+
+@dataclass
+class DaemonProcess(Process):
+    node_id: str = ""
+    ws_url: str = ""
+    http_url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(
+        cls, directory: Path, node_id: str, redis_url: str, sandbox_url: str, **settings: Any
+    ) -> "DaemonProcess":
+        ws_port, http_port = free_port(), free_port()
+        env = {
+            "SWITCHBOARD_SECRET": SECRET,
+            "SWITCHBOARD_ZENDESK_URL": sandbox_url,
+            "SWITCHBOARD_ZENDESK_EMAIL": SANDBOX_EMAIL,
+            "SWITCHBOARD_ZENDESK_API_TOKEN": SANDBOX_TOKEN,
+            "SWITCHBOARD_LOG_LEVEL": "info",
+            "XDG_STATE_HOME": str(directory),
+        }
+        env.update({f"SWITCHBOARD_{k.upper()}": str(v) for k, v in settings.items()})
+        log_path = directory / f"{node_id}.log"
+        proc = _spawn(
+            ["serve", "--host", "127.0.0.1", "--ws-port", str(ws_port), "--http-port",
+             str(http_port), "--redis-url", redis_url, "--node-id", node_id],
+            env,
+            log_path,
+        )
+        http_url = f"http://127.0.0.1:{http_port}"
+        _wait_http(f"{http_url}/readyz", proc)
+        return cls(proc, log_path, node_id, f"ws://127.0.0.1:{ws_port}/ws", http_url, env)
