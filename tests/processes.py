@@ -69,7 +69,10 @@ def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
     full_env["PYTHONPATH"] = str(ROOT)
     log = log_path.open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", *args], cwd=ROOT, env=full_env, stdout=log,
+        [sys.executable, "-m", "daemon.cli", *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
 
@@ -92,7 +95,8 @@ class SandboxProcess(Process):
 
     def seed_agent(self, name: str) -> int:
         users = http_json(
-            "POST", f"{self.url}/__sandbox/users",
+            "POST",
+            f"{self.url}/__sandbox/users",
             {"users": [{"name": name, "email": f"{name}@agents.example", "role": "agent"}]},
         )
         return int(users["users"][0]["id"])
@@ -121,8 +125,19 @@ class DaemonProcess(Process):
         env.update({f"SWITCHBOARD_{k.upper()}": str(v) for k, v in settings.items()})
         log_path = directory / f"{node_id}.log"
         proc = _spawn(
-            ["serve", "--host", "127.0.0.1", "--ws-port", str(ws_port), "--http-port",
-             str(http_port), "--redis-url", redis_url, "--node-id", node_id],
+            [
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--ws-port",
+                str(ws_port),
+                "--http-port",
+                str(http_port),
+                "--redis-url",
+                redis_url,
+                "--node-id",
+                node_id,
+            ],
             env,
             log_path,
         )

@@ -16,10 +16,19 @@ from tests.daemons import eventually, token
 from tests.processes import DaemonProcess, SandboxProcess
 from tests.redis_servers import RedisCluster, RedisServer
 
-CALL = {"type": "voice", "direction": "inbound", "customer_endpoint": "+15551230001",
-        "queue": "Support", "attributes": {"customer_name": "Ada Lovelace"}}
-NODE_SETTINGS = {"grace_seconds": 2, "node_ttl_seconds": 1.5, "workflow_lease_seconds": 2,
-                 "workflow_scan_seconds": 0.5}
+CALL = {
+    "type": "voice",
+    "direction": "inbound",
+    "customer_endpoint": "+15551230001",
+    "queue": "Support",
+    "attributes": {"customer_name": "Ada Lovelace"},
+}
+NODE_SETTINGS = {
+    "grace_seconds": 2,
+    "node_ttl_seconds": 1.5,
+    "workflow_lease_seconds": 2,
+    "workflow_scan_seconds": 0.5,
+}
 
 
 @pytest.fixture(params=["single", "cluster"])
@@ -62,8 +71,11 @@ def voice_comments(ticket: dict[str, Any]) -> list[dict[str, Any]]:
 
 def streamed(tab: TabClient) -> dict[int, Any]:
     """Broadcast stream messages a tab holds, by seq (replayed or live)."""
-    return {m.pos.seq: m for m in tab.received
-            if getattr(m, "pos", None) is not None and m.type in ("contact", "media")}
+    return {
+        m.pos.seq: m
+        for m in tab.received
+        if getattr(m, "pos", None) is not None and m.type in ("contact", "media")
+    }
 
 
 async def test_three_daemons_one_owner_survives_sigkill_of_its_node(
