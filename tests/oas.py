@@ -49,14 +49,14 @@ UNDOCUMENTED_OPERATIONS: dict[tuple[str, str], str] = {
 
 
 def spec_path() -> Path:
-    """``shared/zendesk/support-oas.json`` next to the repository, else ``$SWITCHBOARD_ZENDESK_OAS``."""
+    """``shared/zendesk/support-oas.json`` beside the repo, else ``$SWITCHBOARD_ZENDESK_OAS``."""
     beside_repo = Path(__file__).resolve().parents[2] / "shared" / "zendesk" / "support-oas.json"
     if beside_repo.is_file():
         return beside_repo
     from_env = os.environ.get(ENV_VAR)
     if from_env and Path(from_env).is_file():
         return Path(from_env)
-    raise FileNotFoundError(f"Zendesk OpenAPI description not found at {beside_repo}; set {ENV_VAR}")
+    raise FileNotFoundError(f"No Zendesk OpenAPI description at {beside_repo}; set {ENV_VAR}")
 
 
 @functools.cache

@@ -1,8 +1,9 @@
 """Talk Partner Edition: voice tickets and "display in the agent's browser".
 
 Without the add-on (``SandboxConfig.talk_partner_edition = False``) every endpoint here answers
-``no_talk_partner_status`` (403 Forbidden by default, or 404 InvalidEndpoint), which is the
-signal a client uses to fall back to its own way of showing the agent a ticket.
+``no_talk_partner_status``: 403 Forbidden by default, or 404 with the empty-string body the
+description documents for these endpoints (indistinguishable from a bad agent or ticket id).
+Either is the signal a client uses to fall back to its own way of showing the agent a ticket.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def _require_talk_partner(request: web.Request) -> None:
         return
     if config.no_talk_partner_status == 403:
         raise ApiError(403, "Forbidden", _FORBIDDEN)
-    raise ApiError(404, "InvalidEndpoint", "Not found")
+    # The description documents these 404s with an empty-string body; keep to it.
+    raise ApiError(404, "", raw_body="")
 
 
 async def create_voice_ticket(request: web.Request) -> web.Response:

@@ -65,7 +65,7 @@ class SandboxConfig(BaseModel):
     #: Seconds before a new or changed user/ticket becomes visible to search.
     search_index_delay: float = 0.0
     talk_partner_edition: bool = True
-    #: What Talk Partner Edition endpoints answer when the add-on is missing.
+    #: What Talk Partner Edition endpoints answer when the add-on is missing (404: body "").
     no_talk_partner_status: Literal[403, 404] = 403
     idempotency_ttl: float = 7200.0
     #: Keep every API request/response pair so tests can validate them against the spec.

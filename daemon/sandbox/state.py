@@ -285,7 +285,8 @@ class Sandbox:
         channel, rel = via_for(via_id)
         comment_doc = opt_obj(doc, "comment")
         voice_doc = opt_obj(doc, "voice_comment")
-        if comment_doc is None and voice_doc is None:
+        if comment_doc is None and (voice_doc is None or not talk):
+            # Only the Talk Partner endpoint may take its first comment from voice_comment.
             raise invalid("description", "Description: cannot be blank", "BlankValue")
         if comment_doc is not None and not (
             opt_str(comment_doc, "body") or opt_str(comment_doc, "html_body")
