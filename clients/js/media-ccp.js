@@ -144,5 +144,16 @@ export class MediaCcp extends Emitter {
     };
     on('onEnded', done);
     on('onDestroy', done);
+    let status;
+    try {
+      status = contact.getStatus().type;
+    } catch (_) {
+      status = undefined;
+    }
+    if (status === 'connected') {
+      // a CCP (re)started mid-call: it carries that call already
+      this._calls.add(id);
+      this.update({ in_call: true });
+    }
   }
 }
