@@ -81,30 +81,38 @@ class AppSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     instance_url: str = Field(
-        "", description="Amazon Connect instance URL, e.g. https://acme.my.connect.aws"
+        default="", description="Amazon Connect instance URL, e.g. https://acme.my.connect.aws"
     )
     country_prefix: str = Field(
-        "", description="Default country prefix (e.g. +44) stripped before a phone search"
+        default="", description="Default country prefix (e.g. +44) stripped before a phone search"
     )
     default_dialed_number: str | None = Field(
-        None, description="Default entry point / outbound caller id number (E.164)"
+        default=None, description="Default entry point / outbound caller id number (E.164)"
     )
     ticket_attribute: str = Field(
-        "zendesk_ticket", min_length=1, description="Attribute holding the Zendesk ticket number"
+        default="zendesk_ticket",
+        min_length=1,
+        description="Attribute holding the Zendesk ticket number",
     )
     recent_ticket_timeout: float = Field(
-        0, ge=0, description="Create ticket after minutes: reuse a recent ticket (0 = never)"
+        default=0,
+        ge=0,
+        description="Create ticket after minutes: reuse a recent ticket (0 = never)",
     )
-    compact_attributes: bool = Field(False, description="One-line layout for attribute comments")
-    ctr_time_zone: str | None = Field(None, description="Time zone for contact trace record links")
+    compact_attributes: bool = Field(
+        default=False, description="One-line layout for attribute comments"
+    )
+    ctr_time_zone: str | None = Field(
+        default=None, description="Time zone for contact trace record links"
+    )
     upload_recordings: bool = Field(
-        False, description="Upload recordings to Zendesk so links do not expire"
+        default=False, description="Upload recordings to Zendesk so links do not expire"
     )
     talk_partner: bool = Field(
-        True, description="Talk Partner Edition is available (voice tickets, via 45/46)"
+        default=True, description="Talk Partner Edition is available (voice tickets, via 45/46)"
     )
     excluded_attributes: tuple[str, ...] = Field(
-        (), description="More system attributes to leave out of the attributes comment"
+        default=(), description="More system attributes to leave out of the attributes comment"
     )
 
     @field_validator("instance_url")

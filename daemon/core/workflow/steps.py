@@ -264,6 +264,8 @@ def record(step: Step, result: Any) -> Any:
     """What the journal keeps for a step's result."""
     if isinstance(step, ReadStep):
         return result
+    if isinstance(result, dict) and "failed" in result:
+        return result  # Zendesk refused the write for good: the policy reads the failure
     if isinstance(step, Report):
         return {
             "ticket_id": step.ticket_id,
