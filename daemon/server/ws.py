@@ -65,4 +65,5 @@ async def start_ws_server(
         ping_timeout=ping_timeout,
         process_request=check_request,
         server_header="switchboard",
+        close_timeout=2,  # a client that ignores our close frame holds nothing for long
     )

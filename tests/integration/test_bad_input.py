@@ -181,11 +181,10 @@ async def test_a_flood_is_rate_limited_then_closed_and_others_go_on(daemon: Daem
     ws = await greeted(daemon)
     codes = []
     with pytest.raises(ConnectionClosed):
-        for n in range(200):
+        for n in range(200):  # each answered before the next: far over 20 per second
             await ws.send(json.dumps({"type": "chat_message", "contact_id": "x",
                                       "message_id": f"m{n}", "participant": "agent",
                                       "text": "spam"}))
-        while True:
             codes.append(decode(await asyncio.wait_for(ws.recv(), 3)).get("code"))
     assert "rate_limited" in codes
     assert ws.close_code == 4008
