@@ -122,6 +122,19 @@ def _decode(raw: bytes) -> Any:
         return raw.decode(errors="replace")
 
 
+def _no_silent_resend(session: aiohttp.ClientSession) -> None:
+    """Stop aiohttp from re-sending a PUT by itself when the server drops the connection.
+
+    aiohttp treats PUT as idempotent and silently sends it a second time after a dropped
+    connection; a Zendesk ticket PUT that adds a comment is not idempotent, so that hidden
+    resend would duplicate the comment. Retries belong to ``_call``, which first checks
+    whether the lost write landed. (aiohttp has no public switch; its own test client flips
+    the same attribute.)
+    """
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+
+
 def _same_text(a: str | None, b: str | None) -> bool:
     return " ".join((a or "").split()) == " ".join((b or "").split())
 
@@ -156,6 +169,8 @@ class ZendeskClient:
         self.user_agent = user_agent
         self._session = session
         self._owns_session = session is None
+        if session is not None:
+            _no_silent_resend(session)
         self._talk_partner_missing_since: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -163,6 +178,7 @@ class ZendeskClient:
     async def __aenter__(self) -> Self:
         if self._session is None:
             self._session = aiohttp.ClientSession()
+            _no_silent_resend(self._session)
         return self
 
     async def __aexit__(
