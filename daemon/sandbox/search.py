@@ -7,7 +7,8 @@ user is invisible, and a user whose phone just changed is still found by the old
 the new snapshot is visible.
 
 Query syntax supported (the part of Zendesk's syntax the workflow uses): ``key:value`` filters,
-``key:"quoted value"``, ``-key:value`` negation, ``*`` wildcards, and bare words matched as
+``key:"quoted value"``, ``-key:value`` negation, ``*`` wildcards, ``status<solved`` /
+``status>new`` comparisons, and bare words matched as
 case-insensitive substrings of the text fields. ``phone:`` compares digits only, ``phone:*123``
 is a suffix match, and users with a shared phone number are never found by phone (Zendesk keeps
 shared numbers out of the identity index).
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from daemon.sandbox.records import TicketRecord, UserRecord
+from daemon.sandbox.records import TICKET_STATUSES, TicketRecord, UserRecord
 
 Kind = Literal["user", "ticket"]
 Doc = UserRecord | TicketRecord
@@ -42,17 +43,18 @@ class Term:
     key: str | None
     value: str
     negate: bool = False
+    op: str = ":"
 
 
 def parse_query(query: str) -> list[Term]:
     """Split a Zendesk search query into terms."""
     terms: list[Term] = []
     for match in _TOKEN.finditer(query):
-        negate, key, _op, raw, quoted = match.groups()
+        negate, key, op, raw, quoted = match.groups()
         value = quoted if quoted is not None else raw
         if key is not None:
             key = _ALIASES.get(key.lower(), key.lower())
-        terms.append(Term(key=key, value=value, negate=bool(negate)))
+        terms.append(Term(key=key, value=value, negate=bool(negate), op=op or ":"))
     return terms
 
 
@@ -124,12 +126,22 @@ def _term_matches(doc: Doc, kind: Kind, term: Term) -> bool:
         return isinstance(doc, UserRecord) and _phone_matches(doc, value)
     if key == "name" and isinstance(doc, UserRecord):
         return _name_matches(doc.name, value)
+    if key == "status" and term.op in "<>" and isinstance(doc, TicketRecord):
+        return _status_compare(doc.status, term.op, value)
     if key == "tags":
         return any(_text_matches(tag, value) for tag in doc.tags)
     actual = _field_text(doc, key)
     if actual is None:
         return value.lower() in ("none", "null")
     return _text_matches(actual, value)
+
+
+def _status_compare(status: str, op: str, value: str) -> bool:
+    """``status<solved``: Zendesk orders statuses new < open < pending < hold < solved < closed."""
+    if value.lower() not in TICKET_STATUSES:
+        return False
+    have, want = TICKET_STATUSES.index(status), TICKET_STATUSES.index(value.lower())
+    return have < want if op == "<" else have > want
 
 
 def matches(doc: Doc, kind: Kind, terms: list[Term]) -> bool:

@@ -261,6 +261,29 @@ async def test_search_by_email_and_name(http: aiohttp.ClientSession, base_url: s
     assert [r["name"] for r in body["results"]] == ["Fox Mulder"]
 
 
+async def test_ticket_search_filters(
+    http: aiohttp.ClientSession, base_url: str, sandbox: Sandbox
+) -> None:
+    me = await agent_id(http, base_url)
+    user = await new_user(http, base_url, name="Ticket Searcher")
+    ids = []
+    for status in ("open", "solved"):
+        _, _, body = await new_ticket(
+            http, base_url, requester_id=user["id"], assignee_id=me, status=status
+        )
+        ids.append(body["ticket"]["id"])
+    search = f"{base_url}/api/v2/search"
+
+    async def found(query: str) -> list[int]:
+        _, _, body = await call(http, "GET", search, params={"query": query})
+        return sorted(r["id"] for r in body["results"])
+
+    assert await found(f"type:ticket requester_id:{user['id']}") == ids
+    assert await found(f"type:ticket requester:{user['id']} status<solved") == ids[:1]
+    assert await found(f"type:ticket requester:{user['id']} -status:open") == ids[1:]
+    assert await found("type:ticket status>pending") == ids[1:]
+
+
 async def test_search_index_lags_behind_writes(
     start_sandbox: StartSandbox, http: aiohttp.ClientSession
 ) -> None:
