@@ -6,14 +6,16 @@ test also checks it explicitly, endpoint by endpoint, so a vacuous pass is impos
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import socket
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from daemon.sandbox import SANDBOX_KEY, Sandbox
+from daemon.sandbox import SANDBOX_KEY, Sandbox, run_sandbox
 from tests.oas import assert_exchanges_valid
 from tests.zendesk.conftest import StartSandbox, url_of
 
@@ -655,3 +657,25 @@ async def test_admin_state_counts_reset_config_and_clock(
     assert (await call(http, "POST", f"{base_url}/__sandbox/reset"))[0] == 200
     assert sandbox.tickets == {} and [u.name for u in sandbox.users.values()] == ["Sandbox Agent"]
     assert sandbox.request_count() == 0
+
+
+async def test_run_sandbox_serves_until_cancelled() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    task = asyncio.create_task(run_sandbox("127.0.0.1", port))
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    status, _, state = await call(
+                        session, "GET", f"http://127.0.0.1:{port}/__sandbox/state"
+                    )
+                    break
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.02)
+            assert status == 200 and state["users"][0]["email"] == "agent@example.com"
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

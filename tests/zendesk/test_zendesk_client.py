@@ -12,6 +12,7 @@ import socket
 import time
 from datetime import UTC, datetime
 
+import aiohttp
 import pytest
 import structlog
 from aiohttp.test_utils import TestServer
@@ -467,8 +468,6 @@ async def test_rate_limiter_paces_requests(base_url: str) -> None:
 
 
 async def test_client_uses_a_given_session(server: TestServer, base_url: str) -> None:
-    import aiohttp
-
     async with aiohttp.ClientSession() as session:
         zd = ZendeskClient(base_url, ApiTokenAuth(EMAIL, "sandbox-token"), session=session)
         async with zd:
