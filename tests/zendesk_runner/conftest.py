@@ -1,0 +1,182 @@
+"""A workflow runner wired to a real sandbox over real HTTP and a MemoryStore.
+
+`Rig` plays the daemon around the runner: it holds the contacts (as the agent aggregate
+would), collects what the runner reports to the tabs, hands out fencing leases and runs a
+contact the way the scheduler does. Every sandbox records its traffic, and at teardown all of
+it must validate against Zendesk's OpenAPI description.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from daemon.core.events import WorkflowReported
+from daemon.core.settings import AppSettings
+from daemon.core.state import AgentCommand, Contact
+from daemon.core.workflow import AgentInfo
+from daemon.sandbox import SANDBOX_KEY, Sandbox, SandboxConfig, create_app
+from daemon.store.base import Lease, Store
+from daemon.store.memory import MemoryStore
+from daemon.zendesk.auth import ApiTokenAuth
+from daemon.zendesk.client import ZendeskClient
+from daemon.zendesk.runner import RunnerDeps, RunResult, run_contact
+from tests.oas import assert_exchanges_valid
+
+EMAIL = "agent@example.com"
+TOKEN = "sandbox-token"
+AGENT = "agent-1"
+T0 = 1_700_000_000.0
+APP = AppSettings(instance_url="https://acme.my.connect.aws", default_dialed_number="+441632960000")
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Rig:
+    sandbox: Sandbox
+    base_url: str
+    store: MemoryStore
+    clock: FakeClock
+    agent_id: int
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    reports: list[WorkflowReported] = field(default_factory=list)
+    clients: list[ZendeskClient] = field(default_factory=list)
+    holders: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    settings: AppSettings = APP
+
+    def client(self, **kw: Any) -> ZendeskClient:
+        opts: dict[str, Any] = {"timeout": 2.0, "max_attempts": 5, "backoff_base": 0.01}
+        opts.update(kw)
+        client = ZendeskClient(self.base_url, ApiTokenAuth(EMAIL, TOKEN), **opts)
+        self.clients.append(client)
+        return client
+
+    def deps(self, store: Store | None = None, client: ZendeskClient | None = None) -> RunnerDeps:
+        async def agent_info(agent: str) -> AgentInfo:
+            return AgentInfo(user_id=self.agent_id, name="Sandbox Agent")
+
+        async def load_contact(agent: str, contact_id: str) -> Contact | None:
+            return self.contacts.get(contact_id)
+
+        async def report(agent: str, event: WorkflowReported) -> None:
+            self.reports.append(event)
+
+        return RunnerDeps(
+            store=store or self.store,
+            client=client or self.client(),
+            settings=self.settings,
+            agent_info=agent_info,
+            load_contact=load_contact,
+            report=report,
+        )
+
+    async def lease(self, contact_id: str, ttl: float = 30.0) -> Lease:
+        lease = await self.store.claim_lease(
+            AGENT, f"runner:{contact_id}", f"node-{next(self.holders)}", ttl
+        )
+        assert lease is not None
+        return lease
+
+    async def run(
+        self, contact: Contact, *, deps: RunnerDeps | None = None, lease: Lease | None = None
+    ) -> RunResult:
+        """One scheduler run: claim, run, release."""
+        self.contacts[contact.contact_id] = contact
+        held = lease or await self.lease(contact.contact_id)
+        d = deps or self.deps()
+        try:
+            async with d.client:
+                return await run_contact(d, AGENT, contact.contact_id, held)
+        finally:
+            await self.store.release_lease(held)
+
+    # -- looking at the sandbox ------------------------------------------------------------
+
+    def customer(self, name: str, phone: str | None = None, **kw: Any) -> int:
+        return self.sandbox.create_user(name=name, phone=phone, indexed=True, **kw).id
+
+    def tickets(self) -> list[Any]:
+        return sorted(self.sandbox.tickets.values(), key=lambda t: t.id)
+
+    def end_users(self) -> list[Any]:
+        return [u for u in self.sandbox.users.values() if u.role == "end-user"]
+
+    def requests(self) -> int:
+        return self.sandbox.request_count()
+
+    def write_requests(self) -> int:
+        return sum(self.sandbox.request_count(method=m) for m in WRITES)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    server = TestServer(create_app(SandboxConfig(record_exchanges=True)))
+    await server.start_server()
+    sandbox: Sandbox = server.app[SANDBOX_KEY]
+    clock = FakeClock()
+    r = Rig(
+        sandbox=sandbox,
+        base_url=str(server.make_url("")).rstrip("/"),
+        store=MemoryStore(clock=clock),
+        clock=clock,
+        agent_id=sandbox.agent_ids()[0],
+    )
+    yield r
+    for client in r.clients:
+        await client.close()
+    await server.close()
+    assert_exchanges_valid(sandbox, min_count=0)
+
+
+def contact(
+    events: tuple[str, ...] = ("incoming", "connected", "ended"),
+    *,
+    contact_id: str = "c-1",
+    cli: str | None = "+447700900123",
+    attributes: dict[str, str] | None = None,
+    commands: list[AgentCommand] | None = None,
+    **extra: Any,
+) -> Contact:
+    order = [
+        "incoming",
+        "connecting",
+        "accepted",
+        "connected",
+        "missed",
+        "ended",
+        "acw",
+        "destroyed",
+    ]
+    times = {e: T0 + i for i, e in enumerate(events)}
+    if "connected" in times and "ended" in times:
+        times["ended"] = times["connected"] + 42
+    return Contact.model_validate(
+        {
+            "contact_id": contact_id,
+            "state": max(events, key=order.index),
+            "events_seen": list(events),
+            "event_times": times,
+            "customer_endpoint": cli,
+            "attributes": attributes or {},
+            "queue": "Support",
+            "agent_name": "Sandbox Agent",
+            "routing_profile": "Basic",
+            "commands": commands or [],
+            "created_at": T0,
+            "finished_at": times.get("ended"),
+            **extra,
+        }
+    )
