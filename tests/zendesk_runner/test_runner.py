@@ -288,6 +288,7 @@ async def test_server_errors_are_retried_into_one_ticket(rig: Rig) -> None:
         ]
     )
     assert (await rig.run(contact())).done
+    assert rig.sandbox.faults.rules == []  # every injected fault fired
     assert_one_call_recorded(rig)
 
 
@@ -301,6 +302,8 @@ async def test_timeouts_end_with_one_ticket_and_one_voice_comment(rig: Rig) -> N
     )
     deps = rig.deps(client=rig.client(timeout=0.3))
     assert (await rig.run(contact(), deps=deps)).done
+    assert rig.sandbox.faults.rules == []
+    assert rig.sandbox.request_count("POST", VOICE_TICKETS) == 2  # replayed by its key
     assert_one_call_recorded(rig)
 
 
@@ -308,6 +311,7 @@ async def test_timeouts_end_with_one_ticket_and_one_voice_comment(rig: Rig) -> N
 async def test_dropped_answers_after_the_write(rig: Rig, path: str) -> None:
     rig.sandbox.faults.add([FaultRule(kind="drop_after_write", method="*", path=path, count=3)])
     assert (await rig.run(contact())).done
+    assert rig.sandbox.faults.rules == []
     assert len(rig.end_users()) == 1
     assert_one_call_recorded(rig)
 
