@@ -115,6 +115,8 @@ async function onStreams(msg, client) {
     driver.chat(msg.contactId, msg.item);
   } else if (msg.kind === 'agent-state' && msg.from !== instance) {
     applyRemoteState(msg.name);
+  } else {
+    return; // e.g. other tabs' status reports
   }
   render(client);
 }
@@ -152,7 +154,17 @@ function render(client) {
   if (!mediaWarning(client.media)) host.warn(null);
   document.body.dataset.tabId = client.tabId || '';
   document.body.dataset.status = client.state;
-  channel.postMessage({ kind: 'tab', instance, slot, tabId: client.tabId, state: client.state, owned: client.owned().map((c) => c.contact_id) });
+  announce(client);
+}
+
+let announced = '';
+/** Tell the demo page who this tab is, when that changed. @param {SwitchboardClient} client */
+function announce(client) {
+  const info = { kind: 'tab', instance, slot, tabId: client.tabId, state: client.state, owned: client.owned().map((c) => c.contact_id) };
+  const key = JSON.stringify(info);
+  if (key === announced) return;
+  announced = key;
+  channel.postMessage(info);
 }
 
 /** @param {SwitchboardClient} client @param {any} c */
