@@ -14,8 +14,10 @@
 import { mediaWarning } from './switchboard.js';
 
 /**
- * @typedef {{target: 'user'|'ticket'|'search', id?: number, query?: string, contactId?: string}} PopRequest
- * @typedef {{level: 'info'|'warning'|'urgent', code: string, text: string, contactId?: string}} Notice
+ * @typedef {{target: 'user'|'ticket'|'search', id?: number, query?: string, contactId?: string,
+ *   pos?: {epoch: string, seq: number}}} PopRequest  (pos: the stream position, for logs)
+ * @typedef {{level: 'info'|'warning'|'urgent', code: string, text: string, contactId?: string,
+ *   pos?: {epoch: string, seq: number}}} Notice
  * @typedef {{pop(p: PopRequest): any, notify(n: Notice): any, warn(text: string|null): any}} Host
  */
 
@@ -99,8 +101,8 @@ export class RecordingHost {
 export function bindHost(client, host) {
   let warning = /** @type {string|null|undefined} */ (undefined);
   const off = [
-    client.on('pop', (/** @type {any} */ m) => host.pop({ target: m.target, id: m.id, query: m.query, contactId: m.contact_id })),
-    client.on('notify', (/** @type {any} */ m) => host.notify({ level: m.level, code: m.code, text: m.text, contactId: m.contact_id })),
+    client.on('pop', (/** @type {any} */ m) => host.pop({ target: m.target, id: m.id, query: m.query, contactId: m.contact_id, pos: m.pos })),
+    client.on('notify', (/** @type {any} */ m) => host.notify({ level: m.level, code: m.code, text: m.text, contactId: m.contact_id, pos: m.pos })),
     client.on('media', (/** @type {any} */ media) => {
       if (client.role === 'media') return;
       const text = mediaWarning(media);

@@ -63,7 +63,7 @@ test('bindHost: the owner pops once, notifications reach the host', async () => 
   ws.deliver({ type: 'pop', contact_id: 'c-1', target: 'ticket', id: 3, pos: pos(2) });
   ws.deliver({ type: 'pop', contact_id: 'c-1', target: 'ticket', id: 3, pos: pos(2), replayed: true });
   ws.deliver({ type: 'notify', contact_id: 'c-1', level: 'urgent', code: 'media_lost', text: 'reopen', pos: pos(3) });
-  assert.deepEqual(host.pops, [{ target: 'ticket', id: 3, query: undefined, contactId: 'c-1' }]);
-  assert.deepEqual(host.notices, [{ level: 'urgent', code: 'media_lost', text: 'reopen', contactId: 'c-1' }]);
+  assert.deepEqual(host.pops, [{ target: 'ticket', id: 3, query: undefined, contactId: 'c-1', pos: pos(2) }]);
+  assert.deepEqual(host.notices, [{ level: 'urgent', code: 'media_lost', text: 'reopen', contactId: 'c-1', pos: pos(3) }]);
   assert.deepEqual(host.warnings, [], 'no media-less warning outside media-less mode');
 });

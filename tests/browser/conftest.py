@@ -1,0 +1,100 @@
+"""Real Chromium against a real daemon process: the demo pages, the JS client, the sandbox.
+
+The daemon runs as `python -m daemon.cli serve` with its embedded Zendesk sandbox; the pages
+come from its ops HTTP app (`/demo`, `/demo/tab`, `/demo/media`, `/js/...`). Chromium is
+Debian's `/usr/bin/chromium`, driven by Playwright's Python package (never `playwright
+install`). Every test uses its own agent id, so tests sharing a daemon do not see each other.
+"""
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.daemon_process import ROOT, Daemon, start_daemon
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, sync_playwright
+except ImportError:  # pragma: no cover - the test extra brings it
+    sync_playwright = None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    reason = None
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is absent: install Debian's chromium package to run browser tests"
+    elif sync_playwright is None:
+        reason = "the playwright Python package is not installed (pip install playwright)"
+    if reason is None:
+        return
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon with media-less mode off, shared by the tests that do not change settings."""
+    d = start_daemon(tmp_path_factory.mktemp("daemon"))
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def daemon_with(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """A daemon of the test's own, with settings (`media_less=True, media_gate="block"`)."""
+    started: list[Daemon] = []
+
+    def start(**settings: Any) -> Daemon:
+        d = start_daemon(tmp_path, **settings)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+# -- the browser --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator["Browser"]:
+    assert sync_playwright is not None
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def context(browser: "Browser") -> Iterator["BrowserContext"]:
+    """One browser profile: its pages share BroadcastChannels, not sessionStorage."""
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
+    ctx.set_default_timeout(15_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def agent() -> str:
+    return "agent-" + secrets.token_hex(4)
+
+
+@pytest.fixture
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,149 @@
+"""Page objects for the demo pages, and polling helpers, for the browser tests."""
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the module imports without playwright (the tests are then skipped)
+    from playwright.sync_api import BrowserContext, Page
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def settle(check: Callable[[], Any], quiet: float = 2.0, timeout: float = 20.0) -> Any:
+    """Poll until `check`'s value has not changed for `quiet` seconds; return it."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = check()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return value
+
+
+class TabPage:
+    """`/demo/tab`: one Zendesk tab with the embedded CCP, running the real JS client."""
+
+    def __init__(self, page: "Page") -> None:
+        self.page = page
+
+    @classmethod
+    def open(cls, context: "BrowserContext", base: str, agent: str, query: str = "") -> "TabPage":
+        page = context.new_page()
+        page.goto(f"{base}/demo/tab?agent={agent}{query}")
+        tab = cls(page)
+        tab.wait_open()
+        return tab
+
+    def js(self, expression: str, arg: Any = None) -> Any:
+        return self.page.evaluate(expression, arg)
+
+    def wait_open(self) -> None:
+        self.page.wait_for_function("() => window.sb && window.sb.client.state === 'open'")
+
+    def reload(self) -> None:
+        self.page.reload()
+        self.wait_open()
+
+    @property
+    def tab_id(self) -> str:
+        tab_id: str = self.js("sb.client.tabId")
+        return tab_id
+
+    @property
+    def state(self) -> str:
+        state: str = self.js("sb.client.state")
+        return state
+
+    def role(self, contact_id: str) -> str | None:
+        role: str | None = self.js("id => sb.client.roleFor(id)", contact_id)
+        return role
+
+    def contact(self, contact_id: str) -> dict[str, Any] | None:
+        view: dict[str, Any] | None = self.js("id => sb.client.contact(id) || null", contact_id)
+        return view
+
+    def pops(self) -> list[dict[str, Any]]:
+        """The pops this page instance acted on (a reload starts a new list)."""
+        pops: list[dict[str, Any]] = self.js(
+            "sb.host.pops.map(p => ({target: p.target, id: p.id ?? null, query: p.query ?? null,"
+            " contact_id: p.contactId, pos: p.pos ? `${p.pos.epoch}:${p.pos.seq}` : null}))"
+        )
+        return pops
+
+    def notices(self) -> list[dict[str, Any]]:
+        notices: list[dict[str, Any]] = self.js(
+            "sb.host.notices.map(n => ({level: n.level, code: n.code, text: n.text,"
+            " contact_id: n.contactId ?? null}))"
+        )
+        return notices
+
+    def warning(self) -> str | None:
+        warning: str | None = self.js("sb.host.warning")
+        return warning
+
+    def agent_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = self.js("sb.driver.agent.getState()")
+        return state
+
+    def set_state_calls(self) -> list[str]:
+        calls: list[str] = self.js("sb.driver.agent.setStateCalls.map(c => c.state.name)")
+        return calls
+
+    def session_storage(self) -> dict[str, str]:
+        items: dict[str, str] = self.js("Object.fromEntries(Object.entries(sessionStorage))")
+        return items
+
+    def role_shown(self, contact_id: str) -> str:
+        """What the page shows the agent: OWNER or observer."""
+        return self.page.locator(f'.contact[data-contact-id="{contact_id}"] .role').inner_text()
+
+
+class ConnectPage:
+    """`/demo?tabs=0`: the demo page with no tabs of its own, playing Amazon Connect."""
+
+    def __init__(self, page: "Page") -> None:
+        self.page = page
+
+    @classmethod
+    def open(
+        cls, context: "BrowserContext", base: str, agent: str, query: str = ""
+    ) -> "ConnectPage":
+        page = context.new_page()
+        page.goto(f"{base}/demo?agent={agent}&tabs=0{query}")
+        page.wait_for_function("() => window.demo !== undefined")
+        return cls(page)
+
+    def place(self, kind: str = "inbound", **options: Any) -> str:
+        contact_id: str = self.page.evaluate("o => demo.placeContact(o)", {"kind": kind, **options})
+        return contact_id
+
+    def accept(self, contact_id: str) -> None:
+        self.page.evaluate("id => demo.accept(id)", contact_id)
+
+    def end(self, contact_id: str) -> None:
+        self.page.evaluate("id => demo.end(id)", contact_id)
+
+    def clear(self, contact_id: str) -> None:
+        self.page.evaluate("id => demo.clear(id)", contact_id)
