@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the module imports without playwright (the tests are then skipped)
     from playwright.sync_api import BrowserContext, Page
 
+    from tests.browser.daemon_process import Daemon
+
 
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -147,3 +149,24 @@ class ConnectPage:
 
     def clear(self, contact_id: str) -> None:
         self.page.evaluate("id => demo.clear(id)", contact_id)
+
+
+def owner_of(tabs: list[TabPage], contact_id: str) -> TabPage:
+    owners = eventually(
+        lambda: [t for t in tabs if t.role(contact_id) == "owner"], what="an owning tab"
+    )
+    assert len(owners) == 1, f"{len(owners)} tabs own {contact_id}"
+    return owners[0]
+
+
+def connected_call(
+    daemon: "Daemon", connect: ConnectPage, tabs: list[TabPage], number: str
+) -> tuple[str, TabPage, dict[str, Any]]:
+    """Ring every tab, accept, wait for the ticket and the owner's pop."""
+    contact_id = connect.place("inbound", number=number, attributes={"customer_name": "Ada Byron"})
+    eventually(lambda: all(t.role(contact_id) for t in tabs), what="every tab sees the call")
+    connect.accept(contact_id)
+    tickets = eventually(lambda: daemon.tickets_for(contact_id), what="the call's ticket")
+    owner = owner_of(tabs, contact_id)
+    eventually(owner.pops, what="the owner's pop")
+    return contact_id, owner, tickets[0]

@@ -12,30 +12,9 @@ from typing import Any
 import pytest
 
 from tests.browser.daemon_process import GRACE_SECONDS, Daemon
-from tests.browser.pages import ConnectPage, TabPage, eventually, settle
+from tests.browser.pages import ConnectPage, TabPage, connected_call, eventually, settle
 
 pytestmark = pytest.mark.browser
-
-
-def _owner(tabs: list[TabPage], contact_id: str) -> TabPage:
-    owners = eventually(
-        lambda: [t for t in tabs if t.role(contact_id) == "owner"], what="an owning tab"
-    )
-    assert len(owners) == 1, f"{len(owners)} tabs own {contact_id}"
-    return owners[0]
-
-
-def _connected_call(
-    daemon: Daemon, connect: ConnectPage, tabs: list[TabPage], number: str
-) -> tuple[str, TabPage, dict[str, Any]]:
-    """Ring every tab, accept, wait for the ticket and the owner's pop."""
-    contact_id = connect.place("inbound", number=number, attributes={"customer_name": "Ada Byron"})
-    eventually(lambda: all(t.role(contact_id) for t in tabs), what="every tab sees the call")
-    connect.accept(contact_id)
-    tickets = eventually(lambda: daemon.tickets_for(contact_id), what="the call's ticket")
-    owner = _owner(tabs, contact_id)
-    eventually(owner.pops, what="the owner's pop")
-    return contact_id, owner, tickets[0]
 
 
 def _voice_comments(daemon: Daemon, contact_id: str) -> list[dict[str, Any]]:
@@ -57,7 +36,7 @@ def test_three_tabs_one_call_one_pop_one_ticket(daemon: Daemon, context: Any, ag
     tabs = [TabPage.open(context, daemon.base, agent) for _ in range(3)]
     assert len({t.tab_id for t in tabs}) == 3, "three distinct tabs"
 
-    contact_id, owner, ticket = _connected_call(daemon, connect, tabs, "+441632960101")
+    contact_id, owner, ticket = connected_call(daemon, connect, tabs, "+441632960101")
 
     observers = [t for t in tabs if t is not owner]
     assert [t.role(contact_id) for t in observers] == ["observer", "observer"]
@@ -77,7 +56,7 @@ def test_three_tabs_one_call_one_pop_one_ticket(daemon: Daemon, context: Any, ag
 def test_owner_reloads_mid_call(daemon: Daemon, context: Any, agent: str) -> None:
     connect = ConnectPage.open(context, daemon.base, agent)
     tabs = [TabPage.open(context, daemon.base, agent) for _ in range(3)]
-    contact_id, owner, _ = _connected_call(daemon, connect, tabs, "+441632960102")
+    contact_id, owner, _ = connected_call(daemon, connect, tabs, "+441632960102")
     popped_before = settle(owner.pops)
     tab_id = owner.tab_id
 
@@ -101,7 +80,7 @@ def test_duplicated_tab_is_a_new_tab_and_owns_nothing(
 ) -> None:
     connect = ConnectPage.open(context, daemon.base, agent)
     original = TabPage.open(context, daemon.base, agent)
-    contact_id, owner, _ = _connected_call(daemon, connect, [original], "+441632960103")
+    contact_id, owner, _ = connected_call(daemon, connect, [original], "+441632960103")
     assert owner is original
 
     # A browser duplicates a tab with a copy of its sessionStorage (not its page memory).
@@ -133,7 +112,7 @@ def test_closed_owner_fails_over_and_the_call_completes(
 ) -> None:
     connect = ConnectPage.open(context, daemon.base, agent)
     tabs = [TabPage.open(context, daemon.base, agent) for _ in range(3)]
-    contact_id, owner, _ = _connected_call(daemon, connect, tabs, "+441632960104")
+    contact_id, owner, _ = connected_call(daemon, connect, tabs, "+441632960104")
     epoch = owner.contact(contact_id)["epoch"]
     survivors = [t for t in tabs if t is not owner]
 
@@ -174,6 +153,7 @@ def test_demo_page_screenshot(daemon: Daemon, context: Any, agent: str, screensh
 
     eventually(lambda: "None" not in roles(), what="every iframe sees the call")
     assert roles() == ["observer", "observer", "owner"]
-    page.wait_for_selector(".ticket")  # the sandbox view shows the ticket
+    ticket = daemon.tickets_for(contact_id)[0]
+    page.wait_for_selector(f'.ticket[data-ticket-id="{ticket["id"]}"]')  # the sandbox view
     page.wait_for_timeout(500)
     page.screenshot(path=str(screenshots / "demo.png"), full_page=True)
