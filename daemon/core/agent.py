@@ -89,7 +89,9 @@ class _Change:
                 if contact.grace_until is None:
                     contact.grace_until = now + self.rules.grace_seconds
                 elif contact.grace_until <= now:
-                    self.transfer(contact, self.successor(contact.owner_tab))
+                    # Without failover the contact is released, not handed to another tab.
+                    heir = self.successor(contact.owner_tab) if self.rules.failover else None
+                    self.transfer(contact, heir)
             elif contact.owner_tab is None and self.rules.failover:
                 self.transfer(contact, self.successor(None))
         retention = self.rules.finished_retention_seconds
@@ -238,8 +240,13 @@ class _Change:
 
     def chat(self, event: ChatReported) -> None:
         msg = event.message
+        tab = self.tab(event.tab_id)
+        if tab is None:
+            return
         contact = self.state.contacts.get(msg.contact_id)
-        if contact is None:
+        if tab.role != "embedded":
+            self.refuse(ErrorCode.WRONG_ROLE, "only embedded tabs report chat messages")
+        elif contact is None:
             self.refuse(ErrorCode.UNKNOWN_CONTACT, f"no contact {msg.contact_id}")
         elif contact.type != "chat":
             self.refuse(ErrorCode.OUT_OF_ORDER, f"contact {msg.contact_id} is not a chat")
@@ -324,7 +331,11 @@ class _Change:
     # -- publication ---------------------------------------------------------------------
 
     def publish_media(self) -> None:
-        view = media_view(self.state, self.ctx.live_nodes)
+        # A tab's node may be missing from live_nodes yet the tab still live (a just-started
+        # node, within node_timeout_seconds): presence must use the same liveness as ownership.
+        tabs = self.state.tabs.values()
+        live_nodes = self.ctx.live_nodes | {t.node for t in tabs if self.live(t)}
+        view = media_view(self.state, live_nodes)
         dumped = view.model_dump(mode="json")
         if dumped == self.state.published_media:
             return
@@ -393,7 +404,8 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
         state=new,
         effects=tuple(effects),
         assignment=change.assignment,
-        changed=new != state,
+        # A pop or notice alone leaves the state as it was but must still be published.
+        changed=new != state or bool(effects),
     )
 
 
@@ -404,5 +416,11 @@ def next_deadline(state: AgentState, rules: Rules) -> float | None:
         c.finished_at + rules.finished_retention_seconds
         for c in state.contacts.values()
         if c.finished_at is not None
+    ]
+    owners = {c.owner_tab for c in state.contacts.values()}
+    times += [
+        t.disconnected_at + rules.tab_retention_seconds
+        for t in state.tabs.values()
+        if not t.connected and t.disconnected_at is not None and t.tab_id not in owners
     ]
     return min(times) if times else None

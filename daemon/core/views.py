@@ -49,6 +49,11 @@ def media_view(state: AgentState, live_nodes: frozenset[str]) -> MediaView:
 
 def snapshot(state: AgentState, live_nodes: frozenset[str]) -> Snapshot:
     contacts = sorted(state.contacts.values(), key=lambda c: (c.created_at, c.contact_id))
-    return Snapshot(
-        contacts=tuple(contact_view(c) for c in contacts), media=media_view(state, live_nodes)
+    # The media view last published on the stream, so a snapshot equals a full replay; the
+    # live set is only a fallback for a state no event has been applied to yet.
+    media = (
+        MediaView.model_validate(state.published_media)
+        if state.published_media is not None
+        else media_view(state, live_nodes)
     )
+    return Snapshot(contacts=tuple(contact_view(c) for c in contacts), media=media)
