@@ -6,10 +6,11 @@ Debian's `/usr/bin/chromium`, driven by Playwright's Python package (never `play
 install`). Every test uses its own agent id, so tests sharing a daemon do not see each other.
 """
 
+import importlib.util
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,17 +27,17 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
-try:
-    from playwright.sync_api import Browser, BrowserContext, sync_playwright
-except ImportError:  # pragma: no cover - the test extra brings it
-    sync_playwright = None
+HAS_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     reason = None
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is absent: install Debian's chromium package to run browser tests"
-    elif sync_playwright is None:
+    elif not HAS_PLAYWRIGHT:
         reason = "the playwright Python package is not installed (pip install playwright)"
     if reason is None:
         return
@@ -73,7 +74,8 @@ def daemon_with(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator["Browser"]:
-    assert sync_playwright is not None
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b

@@ -86,6 +86,15 @@ class TabPage:
         view: dict[str, Any] | None = self.js("id => sb.client.contact(id) || null", contact_id)
         return view
 
+    def view(self, contact_id: str) -> dict[str, Any]:
+        """The contact as this tab knows it; the tab must know it."""
+        view = self.contact(contact_id)
+        assert view is not None, f"this tab does not know {contact_id}"
+        return view
+
+    def warning_text(self) -> str:
+        return self.warning() or ""
+
     def pops(self) -> list[dict[str, Any]]:
         """The pops this page instance acted on (a reload starts a new list)."""
         pops: list[dict[str, Any]] = self.js(
@@ -156,7 +165,8 @@ def owner_of(tabs: list[TabPage], contact_id: str) -> TabPage:
         lambda: [t for t in tabs if t.role(contact_id) == "owner"], what="an owning tab"
     )
     assert len(owners) == 1, f"{len(owners)} tabs own {contact_id}"
-    return owners[0]
+    owner: TabPage = owners[0]
+    return owner
 
 
 def connected_call(

@@ -31,7 +31,7 @@ def test_media_less_warning_and_media_lost_during_a_call(
     # No media CCP: every embedded tab warns; with gate "warn" the agent state is left alone.
     for tab in tabs:
         eventually(tab.warning, what="the media-less warning")
-        assert "not open" in tab.warning()
+        assert "not open" in tab.warning_text()
         assert tab.page.locator("#media-warning").is_visible()
     assert all(t.set_state_calls() == [] for t in tabs)
 
@@ -73,7 +73,7 @@ def test_media_less_block_gate_sets_the_ccp_not_routable_until_ready(
 
     for tab in tabs:
         eventually(tab.warning, what="the media-less warning")
-        assert "not routable" in tab.warning()
+        assert "not routable" in tab.warning_text()
     eventually(
         lambda: all(t.agent_state()["type"] == "not_routable" for t in tabs),
         what="the CCP to go not routable",
@@ -97,4 +97,4 @@ def test_media_less_block_gate_sets_the_ccp_not_routable_until_ready(
         lambda: all(t.agent_state()["type"] == "not_routable" for t in tabs),
         what="the CCP to be blocked again",
     )
-    assert "not ready" in tabs[0].warning()
+    assert "not ready" in tabs[0].warning_text()

@@ -64,7 +64,7 @@ def test_owner_reloads_mid_call(daemon: Daemon, context: Any, agent: str) -> Non
 
     assert owner.tab_id == tab_id, "a reloaded tab keeps its id"
     eventually(lambda: owner.role(contact_id) == "owner", what="the reloaded tab owns the call")
-    assert owner.contact(contact_id)["state"] == "connected"
+    assert owner.view(contact_id)["state"] == "connected"
     assert settle(owner.pops, quiet=2.0) == [], "the reload popped nothing again"
     assert all(t.role(contact_id) == "observer" for t in tabs if t is not owner)
 
@@ -113,13 +113,13 @@ def test_closed_owner_fails_over_and_the_call_completes(
     connect = ConnectPage.open(context, daemon.base, agent)
     tabs = [TabPage.open(context, daemon.base, agent) for _ in range(3)]
     contact_id, owner, _ = connected_call(daemon, connect, tabs, "+441632960104")
-    epoch = owner.contact(contact_id)["epoch"]
+    epoch = owner.view(contact_id)["epoch"]
     survivors = [t for t in tabs if t is not owner]
 
     owner.page.close()
 
     eventually(
-        lambda: survivors[0].contact(contact_id).get("grace_until"),
+        lambda: survivors[0].view(contact_id).get("grace_until"),
         what="the contact waits for its owner",
     )
     assert all(t.role(contact_id) == "observer" for t in survivors), "not before the grace"
@@ -129,7 +129,7 @@ def test_closed_owner_fails_over_and_the_call_completes(
         what="failover to a surviving tab",
     )
     assert len(heir) == 1
-    assert heir[0].contact(contact_id)["epoch"] > epoch, "a new owner, a new epoch"
+    assert heir[0].view(contact_id)["epoch"] > epoch, "a new owner, a new epoch"
 
     connect.end(contact_id)
     _assert_end_of_call_once(daemon, contact_id)
