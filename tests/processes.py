@@ -66,7 +66,9 @@ class Process:
 def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     full_env.update(env)
-    full_env["PYTHONPATH"] = str(ROOT)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
     log = log_path.open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", *args],

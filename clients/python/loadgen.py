@@ -43,11 +43,7 @@ class LoadResult:
         }
 
 
-async def _agent(
-    url: str, secret: str, agent: str, tabs: int, contacts: int
-) -> tuple[int, list[float]]:
-    token = mint_token(secret, agent)
-    clients = [await TabClient(url, token, reconnect=False).connect() for _ in range(tabs)]
+async def _drive(clients: list[TabClient], agent: str, contacts: int) -> tuple[int, list[float]]:
     sent, latencies = 0, []
     for n in range(contacts):
         contact = f"{agent}-c{n}"
@@ -60,22 +56,28 @@ async def _agent(
             lambda m, c=contact: (
                 m.type == "contact" and m.contact.contact_id == c and m.contact.state == "ended"
             ),
-            timeout=30,
+            timeout=60,
         )
         latencies.append(time.perf_counter() - started)
-    for client in clients:
-        await client.close()
     return sent, latencies
 
 
 async def run_load(
     url: str, secret: str, *, agents: int, tabs: int, contacts: int, prefix: str = "load"
 ) -> LoadResult:
+    """Connect every tab first, then time only the contact traffic."""
+    groups = []
+    for a in range(agents):
+        token = mint_token(secret, f"{prefix}-{a}")
+        groups.append([await TabClient(url, token, reconnect=False).connect() for _ in range(tabs)])
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(_agent(url, secret, f"{prefix}-{a}", tabs, contacts) for a in range(agents))
+        *(_drive(clients, f"{prefix}-{a}", contacts) for a, clients in enumerate(groups))
     )
     seconds = time.perf_counter() - started
+    for clients in groups:
+        for client in clients:
+            await client.close()
     return LoadResult(
         tabs=agents * tabs,
         events_sent=sum(sent for sent, _ in results),

@@ -11,7 +11,9 @@ Prints one JSON object:
   event (incoming, connected, ended) of every contact, plus owner-side latency;
 - `throughput_ratio`: daemon events/s / echo round trips/s;
 - `idle_kib_per_connection`: server RSS growth per idle connection, daemon (greeted tabs)
-  and echo, and their ratio.
+  and echo, and their ratio;
+- `redis`: the same load through a daemon on the Redis store (a redis-server started for the
+  run), and `redis_vs_memory`: its events/s over the memory daemon's (target: at least 0.5).
 """
 
 import argparse
@@ -23,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from clients.python.loadgen import run_load  # noqa: E402
 from clients.python.tab import TabClient  # noqa: E402
 from daemon.server.auth import mint_token  # noqa: E402
-from tests.redis_servers import free_port  # noqa: E402
+from tests.redis_servers import RedisServer, free_port  # noqa: E402
 
 SECRET = "bench-secret-bench-secret-bench-secret-0"
 
@@ -57,7 +59,7 @@ async def wait_port(port: int) -> None:
 def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     full.update(env or {})
-    full["PYTHONPATH"] = str(ROOT)
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=ROOT,
@@ -72,19 +74,24 @@ async def echo_round_trips(port: int, connections: int, messages: int) -> float:
         {
             "type": "contact_event",
             "event": "incoming",
-            "contact": {"contact_id": "c-0000", "type": "voice"},
+            "contact": {"contact_id": "c-0000", "type": "voice", "monitoring": True},
         }
     )
+    sockets = [
+        await connect(f"ws://127.0.0.1:{port}", compression=None) for _ in range(connections)
+    ]
 
-    async def one() -> None:
-        async with connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
-            for _ in range(messages):
-                await ws.send(payload)
-                await ws.recv()
+    async def one(ws: ClientConnection) -> None:
+        for _ in range(messages):
+            await ws.send(payload)
+            await ws.recv()
 
     started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(connections)))
-    return connections * messages / (time.perf_counter() - started)
+    await asyncio.gather(*(one(ws) for ws in sockets))
+    rate = connections * messages / (time.perf_counter() - started)
+    for ws in sockets:
+        await ws.close()
+    return rate
 
 
 async def idle_growth(pid: int, open_one: "object", count: int) -> float:
@@ -97,26 +104,35 @@ async def idle_growth(pid: int, open_one: "object", count: int) -> float:
     return (after - before) / count
 
 
+def spawn_daemon(ws_port: int, redis_url: str | None = None) -> subprocess.Popen[bytes]:
+    args = ["-m", "daemon.cli", "serve", "--ws-port", str(ws_port)]
+    args += ["--http-port", str(free_port())]
+    if redis_url:
+        args += ["--redis-url", redis_url]
+    settings = {
+        "SWITCHBOARD_SECRET": SECRET,
+        "SWITCHBOARD_LOG_LEVEL": "warning",
+        "SWITCHBOARD_RATE_PER_SECOND": "100000",
+        "SWITCHBOARD_RATE_BURST": "100000",
+    }
+    return spawn(args, settings)
+
+
 async def main(agents: int, tabs: int, contacts: int, idle: int) -> dict[str, object]:
-    echo_port = free_port()
-    ws_port, http_port = free_port(), free_port()
+    echo_port, ws_port, redis_ws_port = free_port(), free_port(), free_port()
+    redis = RedisServer.start()
     echo = spawn(["tests/bench/echo_server.py", str(echo_port)])
-    daemon = spawn(
-        ["-m", "daemon.cli", "serve", "--ws-port", str(ws_port), "--http-port", str(http_port)],
-        {
-            "SWITCHBOARD_SECRET": SECRET,
-            "SWITCHBOARD_LOG_LEVEL": "warning",
-            "SWITCHBOARD_RATE_PER_SECOND": "100000",
-            "SWITCHBOARD_RATE_BURST": "100000",
-        },
-    )
+    daemon = spawn_daemon(ws_port)
+    redis_daemon = spawn_daemon(redis_ws_port, redis.url)
     try:
-        await wait_port(echo_port)
-        await wait_port(ws_port)
+        for port in (echo_port, ws_port, redis_ws_port):
+            await wait_port(port)
         per_tab = contacts * 3
         echo_rate = await echo_round_trips(echo_port, agents * tabs, per_tab)
         url = f"ws://127.0.0.1:{ws_port}/ws"
         load = await run_load(url, SECRET, agents=agents, tabs=tabs, contacts=contacts)
+        redis_url = f"ws://127.0.0.1:{redis_ws_port}/ws"
+        redis_load = await run_load(redis_url, SECRET, agents=agents, tabs=tabs, contacts=contacts)
         token = mint_token(SECRET, "idle-agent")
 
         async def idle_tab() -> TabClient:
@@ -136,11 +152,14 @@ async def main(agents: int, tabs: int, contacts: int, idle: int) -> dict[str, ob
                 "echo": round(echo_kib, 1),
                 "ratio": round(daemon_kib / echo_kib, 2) if echo_kib > 0 else None,
             },
+            "redis": redis_load.summary(),
+            "redis_vs_memory": round(redis_load.events_per_second / load.events_per_second, 3),
         }
     finally:
-        for proc in (echo, daemon):
+        for proc in (echo, daemon, redis_daemon):
             proc.terminate()
             proc.wait(5)
+        redis.close()
 
 
 if __name__ == "__main__":

@@ -107,8 +107,11 @@ async def test_bad_messages_get_a_typed_error_and_the_connection_goes_on(
     error = await next_error(ws)
     assert error["code"] == code and words in error["message"]
     # Still usable afterwards, and nothing leaked into another agent.
-    await ws.send(json.dumps({"type": "contact_event", "event": "incoming",
-                              "contact": {"contact_id": "ok-1"}}))
+    await ws.send(
+        json.dumps(
+            {"type": "contact_event", "event": "incoming", "contact": {"contact_id": "ok-1"}}
+        )
+    )
     contact = decode(await asyncio.wait_for(ws.recv(), 3))
     assert contact["type"] == "contact" and contact["contact"]["contact_id"] == "ok-1"
     await asyncio.sleep(0.05)
@@ -129,8 +132,9 @@ async def test_malformed_msgpack_and_wrong_frame_kind(daemon: Daemon) -> None:
 
 async def test_message_before_hello_is_refused_then_hello_works(daemon: Daemon) -> None:
     ws = await raw(daemon)
-    await ws.send(json.dumps({"type": "contact_event", "event": "incoming",
-                              "contact": {"contact_id": "c"}}))
+    await ws.send(
+        json.dumps({"type": "contact_event", "event": "incoming", "contact": {"contact_id": "c"}})
+    )
     assert (await next_error(ws))["code"] == "hello_required"
     await ws.send(json.dumps({"type": "hello", "token": token("alice")}))
     assert decode(await ws.recv())["type"] == "welcome"
@@ -144,8 +148,11 @@ async def test_message_before_hello_is_refused_then_hello_works(daemon: Daemon) 
         mint_token("some-other-secret", "alice"),  # forged
         mint_token(SECRET, "alice", ttl_seconds=-10),  # expired
         jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
-        jwt.encode({"sub": "alice", "aud": "switchboard", "exp": int(time.time()) + 60},
-                   "x", algorithm="HS384"),
+        jwt.encode(
+            {"sub": "alice", "aud": "switchboard", "exp": int(time.time()) + 60},
+            "x",
+            algorithm="HS384",
+        ),
     ],
 )
 async def test_bad_tokens_are_refused_with_4001(daemon: Daemon, bad_token: str) -> None:
@@ -182,9 +189,17 @@ async def test_a_flood_is_rate_limited_then_closed_and_others_go_on(daemon: Daem
     codes = []
     with pytest.raises(ConnectionClosed):
         for n in range(200):  # each answered before the next: far over 20 per second
-            await ws.send(json.dumps({"type": "chat_message", "contact_id": "x",
-                                      "message_id": f"m{n}", "participant": "agent",
-                                      "text": "spam"}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "chat_message",
+                        "contact_id": "x",
+                        "message_id": f"m{n}",
+                        "participant": "agent",
+                        "text": "spam",
+                    }
+                )
+            )
             codes.append(decode(await asyncio.wait_for(ws.recv(), 3)).get("code"))
     assert "rate_limited" in codes
     assert ws.close_code == 4008

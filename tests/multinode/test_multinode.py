@@ -88,7 +88,9 @@ async def test_three_daemons_one_owner_survives_sigkill_of_its_node(
     t2 = await TabClient(b.ws_url, tok).connect()
     t3 = await TabClient(c.ws_url, tok).connect()
     tabs = (t1, t2, t3)
-    for tab in tabs:
+    await t1.report("incoming", "c-1", **CALL)  # first reporter, through node a
+    await eventually(lambda: "c-1" in t1.contacts)
+    for tab in (t2, t3):  # the same event seen by the CCPs in the other tabs
         await tab.report("incoming", "c-1", **CALL)
     for tab in tabs:
         await eventually(lambda t=tab: "c-1" in t.contacts)
@@ -131,6 +133,8 @@ async def test_owner_that_never_returns_fails_over_and_the_work_completes(
     t1 = await TabClient(a.ws_url, tok, reconnect=False).connect()
     t2 = await TabClient(b.ws_url, tok).connect()
     t3 = await TabClient(c.ws_url, tok).connect()
+    await t1.report("incoming", "c-2", **CALL)
+    await eventually(lambda: "c-2" in t1.contacts)
     for tab in (t1, t2, t3):
         await tab.report("incoming", "c-2", **CALL)
         await tab.report("connected", "c-2", **CALL)
