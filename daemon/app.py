@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -182,8 +183,14 @@ class Daemon:
         await self.store.close()
 
     async def serve_forever(self) -> None:
+        """Serve until SIGTERM or SIGINT, then close tabs with 1001 so they reconnect elsewhere."""
         await self.start()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
         try:
-            await asyncio.Event().wait()
+            await stopping.wait()
+            log.info("stopping")
         finally:
             await self.stop()

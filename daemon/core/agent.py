@@ -101,6 +101,9 @@ class _Change:
             if c.finished_at is not None and c.finished_at + retention <= now
         ]:
             del self.state.contacts[cid]
+            self.state.forgotten[cid] = now
+        for cid in [c for c, at in self.state.forgotten.items() if at + retention <= now]:
+            del self.state.forgotten[cid]
         owners = {c.owner_tab for c in self.state.contacts.values()}
         for tid in [
             t.tab_id
@@ -181,6 +184,8 @@ class _Change:
         if tab.role != "embedded":
             self.refuse(ErrorCode.WRONG_ROLE, "only embedded tabs report contacts")
             return
+        if snap.contact_id in self.state.forgotten:
+            return  # a late repeat of a contact already finished and pruned
         contact = self.state.contacts.get(snap.contact_id)
         if contact is None:
             contact = self.create(tab, event, snap)
@@ -417,6 +422,7 @@ def next_deadline(state: AgentState, rules: Rules) -> float | None:
         for c in state.contacts.values()
         if c.finished_at is not None
     ]
+    times += [at + rules.finished_retention_seconds for at in state.forgotten.values()]
     owners = {c.owner_tab for c in state.contacts.values()}
     times += [
         t.disconnected_at + rules.tab_retention_seconds

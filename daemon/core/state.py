@@ -118,6 +118,9 @@ class AgentState(BaseModel):
     contacts: dict[str, Contact] = Field(default_factory=dict)
     media: MediaState
     published_media: dict[str, Any] | None = None  # last media view sent, to diff against
+    # Contacts pruned after retention, and when: Streams re-fires events of old contacts after
+    # a CCP reconnects, and those must not bring a finished contact (and its workflow) back.
+    forgotten: dict[str, float] = Field(default_factory=dict)
 
     def zendesk_identity(self) -> tuple[int | None, str | None]:
         """The agent's Zendesk user id and name, as the most recent tab's token gave them."""

@@ -189,6 +189,7 @@ class TabConnection:
             self.session = outcome.assignment.session
             self.log = self.log.bind(agent=agent, tab=self.tab_id, role=hello.role)
             await self.hub.attach(agent, self)
+            await self.hub.supersede(agent, self)
             epoch, head = await self.hub.store.stream_head(agent)
             missed = None
             if hello.resume is not None:
@@ -237,6 +238,11 @@ class TabConnection:
         """Out-of-stream news about the daemon itself (store down, store back)."""
         with contextlib.suppress(ConnectionClosed):
             await self._send_model(notice)
+
+    async def supersede(self) -> None:
+        """This page resumed on a newer connection: end this one so it cannot act twice."""
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.close(int(CloseCode.SUPERSEDED), "resumed on another connection")
 
     async def reregister(self) -> None:
         """Put this tab back into a store that may have lost it, then catch up."""

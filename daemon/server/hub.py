@@ -34,6 +34,11 @@ class StoreContention(Exception):
 class Sink(Protocol):
     """A local tab connection, as the hub sees it."""
 
+    tab_id: str
+    conn_id: str
+
+    async def supersede(self) -> None: ...
+
     def deliver(self, entry: StreamEntry) -> None: ...
 
     def resync(self) -> None: ...
@@ -227,6 +232,12 @@ class AgentHub:
             if subscription is not None:
                 with contextlib.suppress(Exception):
                     await subscription.close()
+
+    async def supersede(self, agent: str, current: Sink) -> None:
+        """Close older local connections of a tab that resumed on a newer one (4009)."""
+        for sink in list(self._sinks.get(agent, ())):
+            if sink is not current and sink.tab_id == current.tab_id:
+                await sink.supersede()
 
     def _fan_out(self, agent: str, entry: StreamEntry) -> None:
         # The cache is not dropped here: a stale cache only costs a failed commit, which

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from daemon.store.base import (
     Envelope,
     Lease,
@@ -21,6 +23,8 @@ from daemon.store.base import (
     Subscription,
     Versioned,
 )
+
+log = structlog.get_logger("switchboard.store.memory")
 
 
 @dataclass
@@ -84,7 +88,10 @@ class MemoryStore(Store):
             stream.entries.popleft()
         for entry in added:
             for listener in list(self._listeners.get(agent, ())):
-                listener(entry)
+                try:
+                    listener(entry)
+                except Exception:  # the commit happened; one bad reader must not undo that
+                    log.exception("stream_listener_failed", agent=agent, seq=entry.seq)
         return added
 
     def _stream(self, agent: str) -> _Stream:

@@ -305,6 +305,9 @@ class AgentMachine(RuleBasedStateMachine):
             assert out.refusal is not None and out.refusal.code == ErrorCode.WRONG_ROLE
             return
         assert out.refusal is None
+        if cid in self.state.forgotten:  # a late report of a pruned contact is ignored
+            assert cid not in self.state.contacts and not out.effects
+            return
         after = self.state.contacts[cid]
         if before is not None:
             assert EVENT_ORDER[after.state] >= EVENT_ORDER[before.state]

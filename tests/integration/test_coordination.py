@@ -174,3 +174,22 @@ async def test_msgpack_subprotocol_carries_the_same_messages() -> None:
         await tab.report("incoming", "c-1", **INCOMING)
         await eventually(lambda: tab.owns("c-1"))
         await tab.close()
+
+
+async def test_a_page_resuming_on_a_new_connection_closes_the_old_one_with_4009() -> None:
+    async with running() as daemon:
+        old = await open_tab(daemon, "alice", reconnect=False)
+        await old.report("incoming", "c-1", **INCOMING)
+        await eventually(lambda: old.owns("c-1"))
+        # The same page (it knows the session) reconnects while its old socket looks alive,
+        # e.g. a half-open TCP connection after a network change.
+        new = TabClient(ws_url(daemon), token("alice"), tab_id=old.tab_id, resume=old.position)
+        new.session, new.contacts = old.session, dict(old.contacts)  # the page's memory
+        await new.connect()
+        assert new.tab_id == old.tab_id and not new.welcome.tab_id_reassigned
+        assert await old.wait_closed() == 4009
+        await eventually(lambda: new.owns("c-1"))
+        await new.report("connected", "c-1", **INCOMING)
+        await eventually(lambda: new.contacts["c-1"].state == "connected")
+        assert new.contacts["c-1"].epoch == 1 and new.contacts["c-1"].grace_until is None
+        await new.close()

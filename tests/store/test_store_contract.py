@@ -173,16 +173,7 @@ async def test_two_listeners_on_one_agent(backend: Backend) -> None:
     await sub2.close()
 
 
-async def test_failing_listener_does_not_stop_delivery(
-    backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    if backend.kind == "memory":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="MemoryStore.commit_agent calls listeners without catching their errors",
-            )
-        )
+async def test_failing_listener_does_not_stop_delivery(backend: Backend) -> None:
     writer, reader = backend.store(), backend.store()
     good: list[StreamEntry] = []
 
