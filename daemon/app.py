@@ -142,6 +142,8 @@ class Daemon:
             return
         self.ready = up
         log.warning("store_up" if up else "store_down")
+        if up:
+            self.hub.forget_cache()
         text = (
             "Switchboard is connected to its store again."
             if up

@@ -370,7 +370,8 @@ class _Change:
 
 def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> Outcome:
     """Apply one event to an agent; the input state is left untouched."""
-    change = _Change(state.model_copy(deep=True), ctx, rules)
+    # A private copy: dump + validate is about three times faster than deepcopy here.
+    change = _Change(AgentState.model_validate(state.model_dump()), ctx, rules)
     change.expire()
     match event:
         case TabOpened():

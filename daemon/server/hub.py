@@ -69,6 +69,7 @@ class AgentHub:
         self.live_nodes: frozenset[str] = frozenset({node_id})
         self.on_wake: WakeCallback | None = None
         self._cache: dict[str, tuple[int, AgentState]] = {}
+        self._epochs: dict[str, str] = {}  # the stream epoch each cached agent was seen in
         self._locks: dict[str, asyncio.Lock] = {}
         self._sinks: dict[str, set[Sink]] = {}
         self._subscriptions: dict[str, Subscription] = {}
@@ -81,10 +82,13 @@ class AgentHub:
         return Context(now=self.clock(), live_nodes=self.live_nodes | {self.node_id})
 
     async def load(self, agent: str, *, fresh: bool = False) -> tuple[int, AgentState]:
-        cached = None if fresh else self._cache.get(agent)
-        if cached is not None:
+        """The agent's state: cached, or (fresh) re-read, decoding only if it changed."""
+        cached = self._cache.get(agent)
+        if cached is not None and not fresh:
             return cached
         stored = await self.store.load_agent(agent)
+        if cached is not None and cached[0] == stored.version:
+            return cached
         state = (
             AgentState.from_bytes(stored.state)
             if stored.state is not None
@@ -132,6 +136,11 @@ class AgentHub:
                     fresh = True
                     continue
                 self._cache[agent] = (version + 1, outcome.state)
+                # Local tabs get our own entries now, not via the store's pub/sub: faster, and
+                # nothing waits on a subscription that is still reconnecting. Each tab's cursor
+                # drops the second copy.
+                for entry in entries:
+                    self._fan_out(agent, entry)
                 self._after_commit(agent, state, outcome)
                 self.metrics.event_seconds.observe(time.perf_counter() - started)
                 return outcome
@@ -225,6 +234,7 @@ class AgentHub:
         if not sinks:
             del self._sinks[agent]
             self._cache.pop(agent, None)
+            self._epochs.pop(agent, None)
             timer = self._timers.pop(agent, None)
             if timer is not None:
                 timer.cancel()
@@ -239,9 +249,18 @@ class AgentHub:
             if sink is not current and sink.tab_id == current.tab_id:
                 await sink.supersede()
 
+    def forget_cache(self) -> None:
+        """Drop every cached aggregate: after a store outage, versions may have restarted."""
+        self._cache.clear()
+        self._epochs.clear()
+
     def _fan_out(self, agent: str, entry: StreamEntry) -> None:
-        # The cache is not dropped here: a stale cache only costs a failed commit, which
-        # reloads, and refusals are always re-decided on fresh state (see `apply`).
+        # A stale cache only costs a failed commit, which reloads; refusals are re-decided on
+        # fresh state (see `apply`). But a new stream epoch means the store lost this agent
+        # and its versions started again: a cached version could then match by accident.
+        if self._epochs.setdefault(agent, entry.epoch) != entry.epoch:
+            self._epochs[agent] = entry.epoch
+            self._cache.pop(agent, None)
         for sink in list(self._sinks.get(agent, ())):
             sink.deliver(entry)
 
