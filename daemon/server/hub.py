@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -51,6 +52,16 @@ class Sink(Protocol):
 WakeCallback = Callable[[str, str], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    """An agent's state as this node last saw it, and the newest stream entry it reflects."""
+
+    version: int
+    state: AgentState
+    epoch: str | None = None
+    seq: int | None = None  # None: unknown (loaded, not committed here), so not trusted
+
+
 class AgentHub:
     def __init__(
         self,
@@ -68,8 +79,7 @@ class AgentHub:
         self.clock = clock
         self.live_nodes: frozenset[str] = frozenset({node_id})
         self.on_wake: WakeCallback | None = None
-        self._cache: dict[str, tuple[int, AgentState]] = {}
-        self._epochs: dict[str, str] = {}  # the stream epoch each cached agent was seen in
+        self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._sinks: dict[str, set[Sink]] = {}
         self._subscriptions: dict[str, Subscription] = {}
@@ -85,29 +95,37 @@ class AgentHub:
         """The agent's state: cached, or (fresh) re-read, decoding only if it changed."""
         cached = self._cache.get(agent)
         if cached is not None and not fresh:
-            return cached
+            return cached.version, cached.state
         stored = await self.store.load_agent(agent)
-        if cached is not None and cached[0] == stored.version:
-            return cached
+        if cached is not None and cached.version == stored.version:
+            return cached.version, cached.state
         state = (
             AgentState.from_bytes(stored.state)
             if stored.state is not None
             else new_agent(agent, self.rules)
         )
-        self._cache[agent] = (stored.version, state)
+        self._cache[agent] = _Cached(stored.version, state)
         return stored.version, state
 
     async def apply(self, agent: str, event: AgentEvent) -> Outcome:
-        """Apply one event atomically; on a version conflict reload and re-run the core."""
+        """Apply one event atomically; on a version conflict reload and re-run the core.
+
+        An event that changes nothing (a second tab reporting what the first already did)
+        is decided on the cached state when the cache provably holds every stream entry
+        committed so far: reports only ever add to a contact, so one already known to the
+        cache is known to the store. Refusals are always re-decided on fresh state.
+        """
         lock = self._locks.setdefault(agent, asyncio.Lock())
         started = time.perf_counter()
         async with lock:
             fresh = False
             for _ in range(MAX_COMMIT_ATTEMPTS):
                 version, state = await self.load(agent, fresh=fresh)
+                cached = self._cache.get(agent)
+                trusted = cached is not None and cached.seq is not None
                 outcome = handle(state, event, self.context(), self.rules)
-                if not fresh and (outcome.refusal is not None or not outcome.changed):
-                    # The cache may be behind another node: decide refusals on fresh state.
+                unsure = outcome.refusal is not None or (not outcome.changed and not trusted)
+                if not fresh and unsure:
                     stored = await self.store.load_agent(agent)
                     if stored.version != version:
                         fresh = True
@@ -135,7 +153,13 @@ class AgentHub:
                     self.metrics.conflicts.inc()
                     fresh = True
                     continue
-                self._cache[agent] = (version + 1, outcome.state)
+                last = entries[-1] if entries else None
+                self._cache[agent] = _Cached(
+                    version + 1,
+                    outcome.state,
+                    last.epoch if last else (cached.epoch if cached else None),
+                    last.seq if last else (cached.seq if cached else None),
+                )
                 # Local tabs get our own entries now, not via the store's pub/sub: faster, and
                 # nothing waits on a subscription that is still reconnecting. Each tab's cursor
                 # drops the second copy.
@@ -211,7 +235,7 @@ class AgentHub:
                 1
                 for agent in self._sinks
                 if agent in self._cache
-                for c in self._cache[agent][1].contacts.values()
+                for c in self._cache[agent].state.contacts.values()
                 if not c.finished
             )
         )
@@ -234,7 +258,6 @@ class AgentHub:
         if not sinks:
             del self._sinks[agent]
             self._cache.pop(agent, None)
-            self._epochs.pop(agent, None)
             timer = self._timers.pop(agent, None)
             if timer is not None:
                 timer.cancel()
@@ -252,15 +275,15 @@ class AgentHub:
     def forget_cache(self) -> None:
         """Drop every cached aggregate: after a store outage, versions may have restarted."""
         self._cache.clear()
-        self._epochs.clear()
 
     def _fan_out(self, agent: str, entry: StreamEntry) -> None:
-        # A stale cache only costs a failed commit, which reloads; refusals are re-decided on
-        # fresh state (see `apply`). But a new stream epoch means the store lost this agent
-        # and its versions started again: a cached version could then match by accident.
-        if self._epochs.setdefault(agent, entry.epoch) != entry.epoch:
-            self._epochs[agent] = entry.epoch
-            self._cache.pop(agent, None)
+        # An entry the cache does not reflect was committed by another node (or the store
+        # lost its history and started again): the cache can no longer be trusted.
+        cached = self._cache.get(agent)
+        if cached is not None and (
+            cached.seq is None or entry.epoch != cached.epoch or entry.seq > cached.seq
+        ):
+            del self._cache[agent]
         for sink in list(self._sinks.get(agent, ())):
             sink.deliver(entry)
 
