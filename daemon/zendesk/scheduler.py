@@ -8,6 +8,7 @@ store's set of unfinished workflows, which is how a contact whose node died is p
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -18,6 +19,7 @@ from daemon.store.base import Lease, Store, StoreUnavailable
 log = structlog.get_logger("switchboard.workflow")
 
 RunContact = Callable[[str, str, Lease], Awaitable[bool]]  # -> done
+FINISHED_MEMORY = 10_000
 
 
 class WorkflowScheduler:
@@ -37,9 +39,13 @@ class WorkflowScheduler:
         self.lease_seconds = lease_seconds
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()
+        # Contacts whose workflow finished here: later changes (ACW, destroy) need nothing.
+        self._finished: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def wake(self, agent: str, contact: str) -> None:
         key = (agent, contact)
+        if key in self._finished:
+            return
         if key in self._running:
             self._again.add(key)  # the current run re-plans once more when it finishes
             return
@@ -73,6 +79,10 @@ class WorkflowScheduler:
                 done = await self._run_leased(agent, contact, lease)
                 if done:
                     await self.store.workflows_done(agent, contact)
+                    self._finished[key] = None
+                    if len(self._finished) > FINISHED_MEMORY:
+                        self._finished.popitem(last=False)
+                    return
                 if key not in self._again:
                     return
         except StoreUnavailable as e:

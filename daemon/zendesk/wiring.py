@@ -115,7 +115,8 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         return state.contacts.get(contact_id)
 
     async def agent_info(agent: str) -> AgentInfo:
-        _, state = await hub.load(agent, fresh=True)
+        # Called right after load_contact's fresh read; an agent's identity rarely changes.
+        _, state = await hub.load(agent)
         user_id, name = state.zendesk_identity()
         return AgentInfo(user_id=user_id, name=name)
 
