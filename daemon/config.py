@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     recent_ticket_minutes: int = 0
     ctr_timezone: str | None = None
     talk_partner_edition: bool = True
+    pop_via: Literal["tab", "zendesk"] = "tab"  # zendesk: Talk Partner display, tab fallback
 
     log_level: str = "info"
     log_format: Literal["json", "console"] = "json"

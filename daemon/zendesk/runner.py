@@ -29,9 +29,9 @@ so the contact is not stuck forever: the policy reports it and carries on.
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -88,6 +88,9 @@ class RunnerDeps:
     fetch_recording: FetchRecording | None = None
     clock: Callable[[], float] = time.time
     max_steps: int = 500  # a guard against a policy bug looping, not a working limit
+    # "tab": the owning tab routes itself (ZAF routeTo, no API request); "zendesk": Talk
+    # Partner Edition's display endpoints, falling back to the tab where the account has none.
+    pop_via: Literal["tab", "zendesk"] = "tab"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,10 @@ async def run_contact(deps: RunnerDeps, agent_id: str, contact_id: str, lease: L
         if reports:
             if not await store.lease_is_current(lease):
                 return RunResult(False, "stale", executed)
-            await deps.report(agent_id, merge_reports(contact_id, reports))
+            merged = merge_reports(contact_id, reports)
+            if deps.pop_via == "zendesk" and agent.user_id is not None:
+                merged = await _display_in_zendesk(deps.client, agent.user_id, merged)
+            await deps.report(agent_id, merged)
             for report in reports:
                 if not await store.journal_write(
                     lease, contact_id, report.key, record(report, None)
@@ -167,6 +173,26 @@ def _leading_reports(steps: Sequence[Step]) -> list[Report]:
             break
         out.append(step)
     return out
+
+
+async def _display_in_zendesk(
+    client: ZendeskClient, agent_user_id: int, reported: WorkflowReported
+) -> WorkflowReported:
+    """Pop users and tickets through Talk Partner Edition; what it cannot show, the tab does.
+
+    A crash between the display call and the journal write repeats the display: a pop shown
+    twice is harmless, a pop lost is not.
+    """
+    left: list[PopRequest] = []
+    for pop in reported.pops:
+        shown = False
+        if pop.target == "ticket" and pop.id is not None:
+            shown = await client.display_ticket(agent_user_id, pop.id)
+        elif pop.target == "user" and pop.id is not None:
+            shown = await client.display_user(agent_user_id, pop.id)
+        if not shown:
+            left.append(pop)
+    return replace(reported, pops=tuple(left))
 
 
 def _refused(step: Step, exc: ZendeskError) -> Any:

@@ -130,6 +130,7 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         agent_info=agent_info,
         load_contact=load_contact,
         report=report,
+        pop_via=s.pop_via,
     )
 
     async def run(agent: str, contact_id: str, lease: Lease) -> bool:
