@@ -72,8 +72,10 @@ def daemon_with(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
 # -- the browser --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator["Browser"]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while
+    it is open, which would break every asyncio test collected after the browser tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
