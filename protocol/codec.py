@@ -83,5 +83,3 @@ def parse_client_message(data: Any) -> ClientMessage:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE, f"{kind}: {where}: {first['msg']}", ref
         ) from e
-
-

@@ -13,9 +13,11 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from clients.python.tab import TabClient
 from daemon.server.auth import mint_token
+from protocol.messages import ContactMessage, ServerMessage
 
 EVENTS = ("incoming", "connected", "ended")
 
@@ -43,6 +45,14 @@ class LoadResult:
         }
 
 
+def _ended(contact: str, message: ServerMessage) -> bool:
+    return (
+        isinstance(message, ContactMessage)
+        and message.contact.contact_id == contact
+        and message.contact.state == "ended"
+    )
+
+
 async def _drive(clients: list[TabClient], agent: str, contacts: int) -> tuple[int, list[float]]:
     sent, latencies = 0, []
     for n in range(contacts):
@@ -52,12 +62,7 @@ async def _drive(clients: list[TabClient], agent: str, contacts: int) -> tuple[i
             for client in clients:
                 await client.report(event, contact, type="voice", monitoring=True)
                 sent += 1
-        await clients[0].wait_for(
-            lambda m, c=contact: (
-                m.type == "contact" and m.contact.contact_id == c and m.contact.state == "ended"
-            ),
-            timeout=60,
-        )
+        await clients[0].wait_for(partial(_ended, contact), timeout=60)
         latencies.append(time.perf_counter() - started)
     return sent, latencies
 

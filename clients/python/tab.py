@@ -23,7 +23,7 @@ from protocol.messages import (
     ServerMessage,
 )
 
-Predicate = Callable[[ServerMessage], bool]
+Predicate = Callable[[Any], bool]
 
 
 class TabClient:
@@ -58,7 +58,9 @@ class TabClient:
         self.welcome: Any = None
         self.contacts: dict[str, ContactView] = {}
         self.media: MediaView | None = None
-        self.received: list[ServerMessage] = []
+        # Everything received, in order. Typed loosely on purpose: scripts and tests filter it
+        # by `type` and read fields directly; the codec already validated each message.
+        self.received: list[Any] = []
         self.close_code: int | None = None
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -159,10 +161,10 @@ class TabClient:
 
     # -- waiting -------------------------------------------------------------------------
 
-    async def wait_for(self, predicate: Predicate, timeout: float = 5.0) -> ServerMessage:
+    async def wait_for(self, predicate: Predicate, timeout: float = 5.0) -> Any:
         """The first received message (past or future) matching the predicate."""
 
-        async def scan() -> ServerMessage:
+        async def scan() -> Any:
             async with self._arrived:
                 while True:
                     for message in self.received:
@@ -184,7 +186,7 @@ class TabClient:
     async def wait_connected(self, timeout: float = 5.0) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
-    def of_type(self, kind: str) -> list[ServerMessage]:
+    def of_type(self, kind: str) -> list[Any]:
         return [m for m in self.received if m.type == kind]
 
     def owns(self, contact_id: str) -> bool:

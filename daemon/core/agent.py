@@ -137,8 +137,8 @@ class _Change:
             tab_id, session, reassigned = event.fresh_tab_id, event.fresh_session, True
         else:
             tab_id, reassigned = presented.tab_id, False
-            session = presented.session if event.session == presented.session else (
-                event.fresh_session
+            session = (
+                presented.session if event.session == presented.session else (event.fresh_session)
             )
         self.state.tabs[tab_id] = Tab(
             tab_id=tab_id,
@@ -319,8 +319,12 @@ class _Change:
             if contact.owner_tab is not None:
                 self.effects.append(
                     Publish(
-                        Pop(contact_id=contact.contact_id, target=pop.target,  # type: ignore[arg-type]
-                            id=pop.id, query=pop.query),
+                        Pop(
+                            contact_id=contact.contact_id,
+                            target=pop.target,  # type: ignore[arg-type]
+                            id=pop.id,
+                            query=pop.query,
+                        ),
                         to_tab=contact.owner_tab,
                     )
                 )

@@ -121,9 +121,7 @@ class Store(abc.ABC):
     async def journal_read(self, agent: str, contact: str) -> dict[str, Any]: ...
 
     @abc.abstractmethod
-    async def journal_write(
-        self, lease: Lease, contact: str, step: str, result: Any
-    ) -> bool:
+    async def journal_write(self, lease: Lease, contact: str, step: str, result: Any) -> bool:
         """Record a step's result under a current lease; False (and nothing written) if stale."""
 
     @abc.abstractmethod

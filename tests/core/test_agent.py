@@ -144,7 +144,8 @@ def contact_pubs(out: Outcome) -> list[ContactView]:
     ]
 
 
-def of_type(out: Outcome, kind: type) -> list[Publish]:
+def of_type(out: Outcome, kind: type) -> list[Any]:
+    """The publications of one message type (typed loosely: tests read their fields)."""
     return [e for e in out.effects if isinstance(e, Publish) and isinstance(e.message, kind)]
 
 

@@ -61,9 +61,11 @@ async def next_error(ws: ClientConnection) -> dict[str, Any]:
 
 
 async def healthy(daemon: Daemon) -> bool:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{daemon.http_port}/healthz") as r:
-            return r.status == 200
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{daemon.http_port}/healthz") as r,
+    ):
+        return r.status == 200
 
 
 @pytest.mark.parametrize(
@@ -218,11 +220,11 @@ async def test_handshake_refusals(daemon: Daemon) -> None:
         await connect(url)
     assert refused.value.response.status_code == 400
     with pytest.raises(InvalidStatus) as refused:
-        await raw(daemon, origin="https://evil.example")  # type: ignore[arg-type]
+        await raw(daemon, origin="https://evil.example")
     assert refused.value.response.status_code == 403
     with pytest.raises(InvalidStatus) as refused:
         await connect(url.replace("/ws", "/other"), subprotocols=["switchboard.v1.json"])  # type: ignore[list-item]
     assert refused.value.response.status_code == 404
-    ok = await raw(daemon, origin="https://acme.zendesk.com")  # type: ignore[arg-type]
+    ok = await raw(daemon, origin="https://acme.zendesk.com")
     await ok.close()
     assert await healthy(daemon)

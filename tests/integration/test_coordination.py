@@ -1,6 +1,7 @@
 """The coordination daemon over real WebSockets: election, resume, duplicates, failover."""
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from clients.python.tab import TabClient
@@ -17,7 +18,7 @@ async def test_three_tabs_elect_one_owner_and_agents_are_isolated() -> None:
         for tab in tabs:  # every embedded CCP sees the call and reports it
             await tab.report("incoming", "c-1", **INCOMING)
         for tab in tabs:
-            await eventually(lambda t=tab: "c-1" in t.contacts)
+            await eventually(partial(lambda t: "c-1" in t.contacts, tab))
         owners = {tab.contacts["c-1"].owner_tab for tab in tabs}
         assert owners == {tabs[0].tab_id}, "every tab is told the same single owner"
         assert [tab.owns("c-1") for tab in tabs] == [True, False, False]

@@ -6,6 +6,7 @@ processes killed with SIGKILL, tabs over WebSockets, Zendesk's sandbox over HTTP
 
 import asyncio
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ async def test_three_daemons_one_owner_survives_sigkill_of_its_node(
     for tab in (t2, t3):  # the same event seen by the CCPs in the other tabs
         await tab.report("incoming", "c-1", **CALL)
     for tab in tabs:
-        await eventually(lambda t=tab: "c-1" in t.contacts)
+        await eventually(partial(lambda t: "c-1" in t.contacts, tab))
     assert {t.contacts["c-1"].owner_tab for t in tabs} == {t1.tab_id}
     for tab in tabs:
         await tab.report("connected", "c-1", **CALL)

@@ -23,9 +23,11 @@ def redis() -> Iterator[RedisServer]:
 
 
 async def ready(http_port: int) -> int:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{http_port}/readyz") as response:
-            return response.status
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{http_port}/readyz") as response,
+    ):
+        return response.status
 
 
 async def test_redis_restart_mid_run(redis: RedisServer) -> None:
