@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.daemons import SECRET
 from tests.redis_servers import free_port
@@ -113,36 +113,54 @@ class DaemonProcess(Process):
 
     @classmethod
     def start(
-        cls, directory: Path, node_id: str, redis_url: str, sandbox_url: str, **settings: Any
-    ) -> "DaemonProcess":
+        cls,
+        directory: Path,
+        node_id: str = "node",
+        redis_url: str | None = None,
+        sandbox_url: str | None = None,
+        **settings: Any,
+    ) -> Self:
+        """A `switchboard serve` process: memory store and embedded sandbox unless told."""
         ws_port, http_port = free_port(), free_port()
         env = {
             "SWITCHBOARD_SECRET": SECRET,
-            "SWITCHBOARD_ZENDESK_URL": sandbox_url,
-            "SWITCHBOARD_ZENDESK_EMAIL": SANDBOX_EMAIL,
-            "SWITCHBOARD_ZENDESK_API_TOKEN": SANDBOX_TOKEN,
             "SWITCHBOARD_LOG_LEVEL": "info",
             "XDG_STATE_HOME": str(directory),
         }
+        if sandbox_url is not None:
+            env |= {
+                "SWITCHBOARD_ZENDESK_URL": sandbox_url,
+                "SWITCHBOARD_ZENDESK_EMAIL": SANDBOX_EMAIL,
+                "SWITCHBOARD_ZENDESK_API_TOKEN": SANDBOX_TOKEN,
+            }
         env.update({f"SWITCHBOARD_{k.upper()}": str(v) for k, v in settings.items()})
+        args = ["serve", "--host", "127.0.0.1", "--ws-port", str(ws_port)]
+        args += ["--http-port", str(http_port), "--node-id", node_id]
+        if redis_url is not None:
+            args += ["--redis-url", redis_url]
         log_path = directory / f"{node_id}.log"
-        proc = _spawn(
-            [
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--ws-port",
-                str(ws_port),
-                "--http-port",
-                str(http_port),
-                "--redis-url",
-                redis_url,
-                "--node-id",
-                node_id,
-            ],
-            env,
-            log_path,
-        )
+        proc = _spawn(args, env, log_path)
         http_url = f"http://127.0.0.1:{http_port}"
-        _wait_http(f"{http_url}/readyz", proc)
-        return cls(proc, log_path, node_id, f"ws://127.0.0.1:{ws_port}/ws", http_url, env)
+        daemon = cls(proc, log_path, node_id, f"ws://127.0.0.1:{ws_port}/ws", http_url, env)
+        try:
+            _wait_http(f"{http_url}/readyz", proc)
+        except (RuntimeError, TimeoutError) as e:
+            daemon.kill()
+            raise RuntimeError(f"{e}\n{daemon.log_tail()}") from e
+        return daemon
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def zendesk(self) -> Any:
+        """The embedded sandbox's state (users, tickets with comments, pops), via the demo app."""
+        return http_json("GET", f"{self.http_url}/demo/zendesk")
+
+    def tickets_for(self, contact_id: str) -> list[dict[str, Any]]:
+        return [t for t in self.zendesk()["tickets"] if t.get("external_id") == contact_id]
+
+    def agent(self, agent: str) -> Any:
+        return http_json("GET", f"{self.http_url}/admin/agents/{agent}")

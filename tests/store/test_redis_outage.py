@@ -11,8 +11,8 @@ import pytest
 
 from daemon.store.base import Envelope, Store, StoreUnavailable, StreamEntry
 from daemon.store.redis import RedisStore
+from tests.daemons import eventually
 from tests.redis_servers import RedisCluster, RedisServer
-from tests.store.test_store_contract import eventually
 
 
 @pytest.fixture(params=["redis", "cluster"])

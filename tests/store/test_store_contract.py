@@ -8,28 +8,13 @@ in `test_redis_outage.py`.
 import asyncio
 import json
 import random
-import time
-from collections.abc import Awaitable, Callable
+from functools import partial
 
 import pytest
 
 from daemon.store.base import Envelope, Store, StreamEntry, Versioned
+from tests.daemons import eventually
 from tests.store.conftest import STREAM_MAX, Backend
-
-
-async def eventually(
-    check: Callable[[], bool] | Callable[[], Awaitable[bool]], timeout: float = 3.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def env(n: int, tab: str | None = None) -> Envelope:
@@ -387,7 +372,7 @@ async def test_concurrent_committers_lose_nothing(backend: Backend, seed: int) -
         replay = await stores[3].read_stream(agent, epoch, 0)
         assert replay is not None
         assert replay == sorted(accepted[agent], key=lambda e: e.seq)
-        await eventually(lambda agent=agent: len(seen[agent]) >= len(accepted[agent]))
+        await eventually(partial(lambda a: len(seen[a]) >= len(accepted[a]), agent))
         delivered = {e.seq: e for e in seen[agent]}  # at-least-once: duplicates allowed
         assert sorted(delivered.values(), key=lambda e: e.seq) == replay
     for sub in subs:
