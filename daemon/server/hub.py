@@ -230,6 +230,7 @@ class AgentHub:
                 return
         for agent in list(self._sinks):
             await self.tick(agent)
+            await self._reconcile(agent)
         self.metrics.contacts.set(
             sum(
                 1
@@ -239,6 +240,26 @@ class AgentHub:
                 if not c.finished
             )
         )
+
+    async def _reconcile(self, agent: str) -> None:
+        """Make the stored tabs agree with the sockets this node really holds.
+
+        A peer with a stale view of live nodes may have marked our tab gone: register it
+        again. The tab may have resumed on another node since: this socket is the old one,
+        so close it (4009) rather than let two connections act for one tab.
+        """
+        cached = self._cache.get(agent)
+        if cached is None:
+            return
+        for sink in list(self._sinks.get(agent, ())):
+            tab = cached.state.tabs.get(sink.tab_id)
+            if tab is not None and tab.conn_id != sink.conn_id and tab.connected:
+                await sink.supersede()
+            elif tab is None or (tab.conn_id == sink.conn_id and not tab.connected):
+                try:
+                    await sink.reregister()
+                except Exception as e:  # the next sweep tries again
+                    log.warning("reregister_failed", agent=agent, tab=sink.tab_id, error=repr(e))
 
     # -- local tabs and delivery ----------------------------------------------------------
 

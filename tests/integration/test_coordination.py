@@ -5,6 +5,7 @@ from functools import partial
 from typing import Any
 
 from clients.python.tab import TabClient
+from daemon.core.events import TabClosed
 from protocol.messages import Position
 from tests.daemons import eventually, open_tab, running, token, ws_url
 
@@ -194,3 +195,24 @@ async def test_a_page_resuming_on_a_new_connection_closes_the_old_one_with_4009(
         await eventually(lambda: new.contacts["c-1"].state == "connected")
         assert new.contacts["c-1"].epoch == 1 and new.contacts["c-1"].grace_until is None
         await new.close()
+
+
+async def test_a_tab_wrongly_marked_gone_by_a_peer_is_registered_again() -> None:
+    async with running(grace_seconds=30.0) as daemon:
+        tab = await open_tab(daemon, "alice")
+        await tab.report("incoming", "c-1", **INCOMING)
+        await eventually(lambda: tab.owns("c-1"))
+        _, state = await daemon.hub.load("alice", fresh=True)
+        conn_id = state.tabs[tab.tab_id].conn_id
+        # What a peer with a stale list of live nodes would commit about our tab.
+        await daemon.hub.apply("alice", TabClosed(tab_id=tab.tab_id, conn_id=conn_id))
+        await eventually(lambda: tab.contacts["c-1"].grace_until is not None)
+
+        async def registered() -> bool:
+            _, now = await daemon.hub.load("alice", fresh=True)
+            return now.tabs[tab.tab_id].connected
+
+        await eventually(registered, timeout=5)
+        await eventually(lambda: tab.contacts["c-1"].grace_until is None)
+        assert tab.owns("c-1") and tab.contacts["c-1"].epoch == 1
+        await tab.close()
