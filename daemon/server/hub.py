@@ -308,6 +308,10 @@ class AgentHub:
         for sink in list(self._sinks.get(agent, ())):
             sink.deliver(entry)
 
+    def local_agents(self) -> dict[str, int]:
+        """Agent id -> number of tab connections on this node."""
+        return {agent: len(sinks) for agent, sinks in sorted(self._sinks.items())}
+
     def sinks(self) -> list[Sink]:
         return [sink for sinks in self._sinks.values() for sink in sinks]
 

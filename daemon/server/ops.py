@@ -69,7 +69,12 @@ def create_ops_app(
             }
         )
 
+    async def agents(_: web.Request) -> web.Response:
+        """The agents with tabs on this node: where an on-call engineer starts looking."""
+        return web.json_response({"node": hub.node_id, "agents": hub.local_agents()})
+
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/admin/agents", agents)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/admin/agents/{agent}", agent_state)

@@ -202,15 +202,16 @@ async def test_a_tab_wrongly_marked_gone_by_a_peer_is_registered_again() -> None
         tab = await open_tab(daemon, "alice")
         await tab.report("incoming", "c-1", **INCOMING)
         await eventually(lambda: tab.owns("c-1"))
+        tab_id = tab.welcome.tab_id
         _, state = await daemon.hub.load("alice", fresh=True)
-        conn_id = state.tabs[tab.tab_id].conn_id
+        conn_id = state.tabs[tab_id].conn_id
         # What a peer with a stale list of live nodes would commit about our tab.
-        await daemon.hub.apply("alice", TabClosed(tab_id=tab.tab_id, conn_id=conn_id))
+        await daemon.hub.apply("alice", TabClosed(tab_id=tab_id, conn_id=conn_id))
         await eventually(lambda: tab.contacts["c-1"].grace_until is not None)
 
         async def registered() -> bool:
             _, now = await daemon.hub.load("alice", fresh=True)
-            return now.tabs[tab.tab_id].connected
+            return now.tabs[tab_id].connected
 
         await eventually(registered, timeout=5)
         await eventually(lambda: tab.contacts["c-1"].grace_until is None)

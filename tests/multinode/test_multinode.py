@@ -90,11 +90,11 @@ async def test_three_daemons_one_owner_survives_sigkill_of_its_node(
     t3 = await TabClient(c.ws_url, tok).connect()
     tabs = (t1, t2, t3)
     await t1.report("incoming", "c-1", **CALL)  # first reporter, through node a
-    await eventually(lambda: "c-1" in t1.contacts)
+    await eventually(lambda: "c-1" in t1.contacts, timeout=10)
     for tab in (t2, t3):  # the same event seen by the CCPs in the other tabs
         await tab.report("incoming", "c-1", **CALL)
     for tab in tabs:
-        await eventually(partial(lambda t: "c-1" in t.contacts, tab))
+        await eventually(partial(lambda t: "c-1" in t.contacts, tab), timeout=10)
     assert {t.contacts["c-1"].owner_tab for t in tabs} == {t1.tab_id}
     for tab in tabs:
         await tab.report("connected", "c-1", **CALL)
@@ -105,10 +105,10 @@ async def test_three_daemons_one_owner_survives_sigkill_of_its_node(
     again = t1.of_type("welcome")[1]
     assert again.tab_id == t1.tab_id and again.resumed and not again.tab_id_reassigned
     await t2.report("ended", "c-1", **CALL)
-    await eventually(lambda: t1.contacts["c-1"].state == "ended")
+    await eventually(lambda: t1.contacts["c-1"].state == "ended", timeout=10)
     assert t1.owns("c-1") and t1.contacts["c-1"].epoch == 1
     # Gap-free: every broadcast t2 saw, t1 holds too (live before the kill, replayed after).
-    await eventually(lambda: set(streamed(t2)) <= set(streamed(t1)))
+    await eventually(lambda: set(streamed(t2)) <= set(streamed(t1)), timeout=10)
 
     def finished() -> bool:
         found = tickets_for(sandbox, "c-1")
@@ -135,11 +135,11 @@ async def test_owner_that_never_returns_fails_over_and_the_work_completes(
     t2 = await TabClient(b.ws_url, tok).connect()
     t3 = await TabClient(c.ws_url, tok).connect()
     await t1.report("incoming", "c-2", **CALL)
-    await eventually(lambda: "c-2" in t1.contacts)
+    await eventually(lambda: "c-2" in t1.contacts, timeout=10)
     for tab in (t1, t2, t3):
         await tab.report("incoming", "c-2", **CALL)
         await tab.report("connected", "c-2", **CALL)
-    await eventually(lambda: t3.contacts.get("c-2") is not None and t1.owns("c-2"))
+    await eventually(lambda: t3.contacts.get("c-2") is not None and t1.owns("c-2"), timeout=10)
     a.kill()
     await eventually(lambda: t2.owns("c-2"), timeout=15)
     assert t2.contacts["c-2"].epoch == 2 and t3.contacts["c-2"].owner_tab == t2.tab_id
