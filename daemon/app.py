@@ -125,6 +125,7 @@ class Daemon:
         return mint_token(
             self.secret,
             agent,
+            ttl_seconds=self.settings.token_ttl_seconds,
             zendesk_user_id=self.zendesk.agent_user_id(agent),
             name=f"Agent {agent}",
         )

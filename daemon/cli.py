@@ -54,7 +54,7 @@ def _token(args: argparse.Namespace) -> None:
         mint_token(
             secret,
             args.agent,
-            ttl_seconds=args.ttl,
+            ttl_seconds=args.ttl or Settings().token_ttl_seconds,
             zendesk_user_id=args.zendesk_user_id,
             name=args.name,
         )
@@ -88,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     token = commands.add_parser("token", help="mint a tab token for development")
     token.add_argument("--agent", required=True, help="the agent id the token names")
     token.add_argument("--secret", help="signing secret (default: SWITCHBOARD_SECRET or dev)")
-    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.add_argument(
+        "--ttl", type=int, help="lifetime in seconds (SWITCHBOARD_TOKEN_TTL_SECONDS)"
+    )
     token.add_argument("--zendesk-user-id", type=int, help="the agent's Zendesk user id")
     token.add_argument("--name", help="the agent's display name")
     token.set_defaults(func=_token)

@@ -187,6 +187,7 @@ class TabConnection:
             assert outcome.assignment is not None
             self.tab_id = outcome.assignment.tab_id
             self.session = outcome.assignment.session
+            self.metrics.tabs.labels(role=hello.role).inc()  # _close() decrements from here
             self.log = self.log.bind(agent=agent, tab=self.tab_id, role=hello.role)
             await self.hub.attach(agent, self)
             await self.hub.supersede(agent, self)
@@ -198,7 +199,6 @@ class TabConnection:
                 )
         except (StoreUnavailable, StoreContention) as e:
             raise _Closing(CloseCode.TRY_AGAIN_LATER, "store unavailable, retry later") from e
-        self.metrics.tabs.labels(role=hello.role).inc()
         if outcome.assignment.reassigned:
             self.metrics.duplicates.inc()
         await self._send_model(

@@ -11,6 +11,7 @@ from daemon.server.connection import ConnectionLimits, TabConnection
 from daemon.server.hub import AgentHub
 from daemon.server.metrics import Metrics
 from protocol.codec import SUBPROTOCOLS, codec_for
+from protocol.errors import CloseCode
 
 WS_PATH = "/ws"
 
@@ -40,7 +41,7 @@ async def start_ws_server(
     async def handler(ws: ServerConnection) -> None:
         codec = codec_for(ws.subprotocol)
         if codec is None:  # the handshake already refused anything else; belt and braces
-            await ws.close(1002, "unsupported subprotocol")
+            await ws.close(int(CloseCode.PROTOCOL_ERROR), "unsupported subprotocol")
             return
         await TabConnection(ws, codec, hub, secret, limits, metrics).run()
 

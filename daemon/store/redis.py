@@ -58,7 +58,7 @@ from typing import Any, TypeAlias, cast
 
 import msgpack
 import redis.exceptions
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -668,6 +668,7 @@ class RedisStore(Store):
         retries: int = 2,
         health_check_interval: float = 15.0,
         max_connections: int | None = None,
+        pool_timeout: float = 10.0,
         **options: Any,
     ) -> RedisStore:
         """Connect to `redis://`, `rediss://` or `unix://` (single server) or a cluster.
@@ -686,13 +687,17 @@ class RedisStore(Store):
         }
         client: RedisClient
         if cluster:
-            if max_connections is not None:
-                common["max_connections"] = max_connections
+            # The cluster client's per-node pools cannot wait for a free connection, so they
+            # are sized for a burst from every tab of a busy node at once.
+            common["max_connections"] = max_connections or 1024
             client = RedisCluster.from_url(url, **common)
         else:
-            if max_connections is not None:
-                common["max_connections"] = max_connections
-            client = Redis.from_url(url, **common)
+            # A bounded pool that waits: a burst from a thousand tabs queues for a connection
+            # (and is pipelined) instead of failing with "too many connections".
+            pool: BlockingConnectionPool[Any] = BlockingConnectionPool.from_url(
+                url, max_connections=max_connections or 64, timeout=pool_timeout, **common
+            )
+            client = Redis(connection_pool=pool)
         return cls(client, owns_client=True, subscribe_timeout=socket_timeout * 2, **options)
 
     async def _ready(self) -> None:
