@@ -403,7 +403,7 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
         old = state.contacts.get(cid)
         if old is None or contact_view(old) != contact_view(contact):
             effects.append(Publish(ContactMessage(contact=contact_view(contact))))
-        if old is None or old != contact:
+        if contact.has_workflow and (old is None or old != contact):
             effects.append(WakeWorkflow(cid))
     # Contact views first, so a tab learns it owns a contact before it gets its pop.
     effects.extend(change.effects)

@@ -102,6 +102,11 @@ class Contact(BaseModel):
     def finished(self) -> bool:
         return self.state in FINISHED_EVENTS
 
+    @property
+    def has_workflow(self) -> bool:
+        """A supervisor's monitoring leg and a refused second chat never get Zendesk work."""
+        return not self.monitoring and self.refused is None
+
 
 class MediaState(BaseModel):
     media_less: bool

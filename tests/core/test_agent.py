@@ -721,3 +721,14 @@ def test_late_report_of_a_pruned_contact_does_not_resurrect_it() -> None:
     assert "c1" not in h.state.contacts
     out = h.report(t2, "acw", at=1150)  # Streams re-fires events after a reconnect
     assert wakes(out) == [] and "c1" not in h.state.contacts
+
+
+def test_contacts_that_can_never_have_zendesk_work_wake_no_workflow() -> None:
+    h = Harness()
+    t1 = h.new_tab()
+    monitored = h.report(t1, "connected", "m1", monitoring=True)
+    assert wakes(monitored) == [] and of_type(monitored, ContactMessage)
+    first = h.report(t1, "connected", "chat-1", type="chat")
+    assert wakes(first) == ["chat-1"]
+    second = h.report(t1, "connected", "chat-2", type="chat")
+    assert h.state.contacts["chat-2"].refused == "second_chat" and wakes(second) == []
