@@ -72,7 +72,7 @@ A retry after a crash between a write and its journal entry costs one more read 
 ticket's comments, or the tickets with our external_id) for that step only.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -403,35 +403,29 @@ class _Planner:
         return _Customer("unrecognised", number=number, name=s.customer_name)
 
     def identify_chat(self) -> _Customer:
+        """By `customer_email`, then `customer_name`: one end user recognises, several ask the
+        agent to search. Emails compare case-insensitively, names by Unicode case folding."""
         s = self.s
-        if s.customer_email:
-            email = s.customer_email
+        lookups: tuple[tuple[Literal["email", "name"], str | None, Callable[[str], str]], ...] = (
+            ("email", s.customer_email, str.lower),
+            ("name", s.customer_name, str.casefold),
+        )
+        for field, value, fold in lookups:
+            if not value:
+                continue
             found: list[UserInfo] = (
-                self.need(SearchUsers("lookup:users_by_email", "email", email)) or []
+                self.need(SearchUsers(f"lookup:users_by_{field}", field, value)) or []
             )
             users = [
                 u
                 for u in found
                 if u.get("role", "end-user") == "end-user"
-                and (u.get("email") is None or (u.get("email") or "").lower() == email.lower())
+                and ((known := u.get(field)) is None or fold(known) == fold(value))
             ]
             if len(users) == 1:
                 return _Customer("recognised", user=users[0])
             if len(users) > 1:
-                return _Customer("ambiguous", search=email)
-        if s.customer_name:
-            name = s.customer_name
-            found = self.need(SearchUsers("lookup:users_by_name", "name", name)) or []
-            users = [
-                u
-                for u in found
-                if u.get("role", "end-user") == "end-user"
-                and (u.get("name") is None or (u.get("name") or "").casefold() == name.casefold())
-            ]
-            if len(users) == 1:
-                return _Customer("recognised", user=users[0])
-            if len(users) > 1:
-                return _Customer("ambiguous", search=name)
+                return _Customer("ambiguous", search=value)
         return _Customer("unrecognised", email=s.customer_email, name=s.customer_name)
 
     def recent_ticket(self, user_id: int) -> TicketInfo | None:
