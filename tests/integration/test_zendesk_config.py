@@ -6,8 +6,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from pydantic import SecretStr
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 
 from daemon.config import Settings
 from daemon.sandbox import SANDBOX_KEY, Sandbox, create_app
@@ -35,7 +35,9 @@ def test_oauth_is_preferred_then_api_token_and_nothing_else_is_refused() -> None
     )
     assert isinstance(_auth(both), OAuthAuth)
     token = Settings(
-        zendesk_url="https://acme.zendesk.com", zendesk_email="a@acme.com", zendesk_api_token="t"
+        zendesk_url="https://acme.zendesk.com",
+        zendesk_email="a@acme.com",
+        zendesk_api_token=SecretStr("t"),
     )
     assert isinstance(_auth(token), ApiTokenAuth)
     with pytest.raises(ValueError, match="OAUTH_TOKEN"):
