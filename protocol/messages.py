@@ -213,6 +213,13 @@ class Media(_Streamed):
     media: MediaView
 
 
+class Forget(_Streamed):
+    """Finished contacts the daemon no longer keeps: drop them from the view."""
+
+    type: Literal["forget"] = "forget"
+    contact_ids: tuple[str, ...]
+
+
 class Snapshot(_Streamed):
     """The whole agent view, sent instead of a replay when the gap cannot be recovered."""
 
@@ -228,10 +235,12 @@ class Error(_Outbound):
     ref: str | None = None
 
 
-StreamedMessage = Annotated[ContactMessage | Pop | Notify | Media, Field(discriminator="type")]
+StreamedMessage = Annotated[
+    ContactMessage | Pop | Notify | Media | Forget, Field(discriminator="type")
+]
 STREAMED_MESSAGE: TypeAdapter[StreamedMessage] = TypeAdapter(StreamedMessage)
 ServerMessage = Annotated[
-    Welcome | ContactMessage | Pop | Notify | Media | Snapshot | Error,
+    Welcome | ContactMessage | Pop | Notify | Media | Forget | Snapshot | Error,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

@@ -17,7 +17,8 @@
  * - `welcome`  the `welcome` message (after `tabId` / `session` are updated)
  * - `reassigned` {from, to}  the stored tab id was live elsewhere: this is a new tab
  * - `contact`  {contact, previous, owner, replayed, snapshot}  a contact view changed
- * - `removed`  {contactId, previous}  a snapshot no longer lists a contact
+ * - `removed`  {contactId, previous}  the daemon forgot a finished contact, or a snapshot
+ *                                        no longer lists it
  * - `owner`    {contactId, owner, contact}  this tab gained (true) or lost (false) a contact
  * - `pop`      the `pop` message; only for the owner, at most once per stream position
  * - `notify`   the `notify` message; at most once per stream position
@@ -410,6 +411,7 @@ export class SwitchboardClient extends Emitter {
       case 'pop':
       case 'notify':
       case 'media':
+      case 'forget':
       case 'snapshot':
         this._streamed(msg);
         break;
@@ -467,12 +469,27 @@ export class SwitchboardClient extends Emitter {
       case 'media':
         this._media(msg.media);
         break;
+      case 'forget':
+        this._forget(msg.contact_ids || []);
+        break;
       case 'snapshot':
         this._snapshot(msg);
         break;
       default:
         break;
     }
+  }
+
+  /** @param {string[]} contactIds finished contacts the daemon no longer keeps */
+  _forget(contactIds) {
+    for (const id of contactIds) {
+      const previous = this.contacts.get(id);
+      if (!previous) continue;
+      this.contacts.delete(id);
+      this.emit('removed', { contactId: id, previous });
+    }
+    this._persistView();
+    this._syncOwnership();
   }
 
   /** @param {Position} pos */

@@ -138,6 +138,9 @@ class TabClient:
                 self.contacts[message.contact.contact_id] = message.contact
             case "media":
                 self.media = message.media
+            case "forget":
+                for contact_id in message.contact_ids:
+                    self.contacts.pop(contact_id, None)
         pos = getattr(message, "pos", None)
         if pos is not None:
             self.position = pos

@@ -31,7 +31,15 @@ from daemon.core.state import (
 )
 from daemon.core.views import contact_view, media_view
 from protocol.errors import ErrorCode
-from protocol.messages import ContactMessage, ContactSnapshot, Media, MediaView, Notify, Pop
+from protocol.messages import (
+    ContactMessage,
+    ContactSnapshot,
+    Forget,
+    Media,
+    MediaView,
+    Notify,
+    Pop,
+)
 
 
 def new_agent(agent_id: str, rules: Rules) -> AgentState:
@@ -405,6 +413,9 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
             effects.append(Publish(ContactMessage(contact=contact_view(contact))))
         if contact.has_workflow and (old is None or old != contact):
             effects.append(WakeWorkflow(cid))
+    pruned = tuple(sorted(cid for cid in state.contacts if cid not in new.contacts))
+    if pruned:
+        effects.append(Publish(Forget(contact_ids=pruned)))
     # Contact views first, so a tab learns it owns a contact before it gets its pop.
     effects.extend(change.effects)
     change.effects = []

@@ -36,6 +36,7 @@ from protocol.messages import (
     ContactMessage,
     ContactSnapshot,
     ContactView,
+    Forget,
     Media,
     MediaStatus,
     MediaView,
@@ -638,6 +639,8 @@ def test_finished_contacts_are_pruned_after_retention() -> None:
     out = h.tick(1110)
     assert "c1" not in h.state.contacts and "c2" in h.state.contacts
     assert out.changed and contact_pubs(out) == []
+    forgets = of_type(out, Forget)  # every tab is told to drop it from its view
+    assert [(f.to_tab, f.message.contact_ids) for f in forgets] == [(None, ("c1",))]
     # Its tombstone is kept as long again, then dropped: nothing left to wait for.
     assert next_deadline(h.state, h.rules) == 1210
     h.tick(1210)

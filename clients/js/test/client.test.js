@@ -299,3 +299,17 @@ test('mediaWarning: only in media-less mode without a ready media CCP', () => {
   assert.match(mediaWarning({ media_less: true, present: false, ready: false, gate: 'warn' }), /not open/);
   assert.match(mediaWarning({ media_less: true, present: true, ready: false, gate: 'block' }), /not routable/);
 });
+
+test('forget drops finished contacts from the view (and storage), once', async () => {
+  const storage = new MemoryStorage();
+  const ctx = setup({ storage });
+  const ws = await greet(ctx);
+  ws.deliver({ type: 'snapshot', contacts: [view({ state: 'ended' }), view({ contact_id: 'c-2' })], media: MEDIA_OK, pos: pos(3) });
+  ws.deliver({ type: 'forget', contact_ids: ['c-1', 'c-unknown'], pos: pos(4), replayed: false });
+  assert.equal(ctx.client.contact('c-1'), undefined);
+  assert.ok(ctx.client.contact('c-2'));
+  assert.deepEqual(ctx.events.removed.map((r) => r.contactId), ['c-1']);
+  assert.deepEqual(ctx.events.owner.map((o) => [o.contactId, o.owner]), [['c-1', true], ['c-2', true], ['c-1', false]]);
+  const reloaded = setup({ storage });
+  assert.deepEqual(Array.from(reloaded.client.contacts.keys()), ['c-2'], 'the stored view forgot it too');
+});
