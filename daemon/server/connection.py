@@ -269,6 +269,12 @@ class TabConnection:
                 self.queue.put_nowait(_RESYNC)
             except ConnectionClosed:
                 return
+            except Exception:
+                # A tab that silently stops receiving is worse than one that reconnects and
+                # resumes from its position: end the connection so the client does that.
+                self.log.exception("delivery_failed")
+                await self.ws.close(int(CloseCode.INTERNAL_ERROR), "delivery failed: reconnect")
+                return
 
     async def _catch_up(self, entry: StreamEntry) -> None:
         epoch, seq = self.cursor
