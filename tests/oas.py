@@ -36,6 +36,8 @@ from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from daemon.sandbox import SANDBOX_KEY, Exchange, Sandbox
 
 ENV_VAR = "SWITCHBOARD_ZENDESK_OAS"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "zendesk" / "support-oas.json"
+FIXTURE_SHA256 = "49c5c85416f8c6255b14a6f326281e15a35fee0d4177fb829e17cd16210aeaee"
 #: The description's server (``https://{subdomain}.{domain}.com``) with its defaults.
 SPEC_HOST = "https://example.zendesk.com"
 #: Paths that are not part of the Support API description.
@@ -49,14 +51,12 @@ UNDOCUMENTED_OPERATIONS: dict[tuple[str, str], str] = {
 
 
 def spec_path() -> Path:
-    """``shared/zendesk/support-oas.json`` beside the repo, else ``$SWITCHBOARD_ZENDESK_OAS``."""
-    beside_repo = Path(__file__).resolve().parents[2] / "shared" / "zendesk" / "support-oas.json"
-    if beside_repo.is_file():
-        return beside_repo
+    """The repository's own copy (``tests/fixtures/zendesk``: source and checksum in its README),
+    or ``$SWITCHBOARD_ZENDESK_OAS`` to validate against another release."""
     from_env = os.environ.get(ENV_VAR)
-    if from_env and Path(from_env).is_file():
+    if from_env:
         return Path(from_env)
-    raise FileNotFoundError(f"No Zendesk OpenAPI description at {beside_repo}; set {ENV_VAR}")
+    return FIXTURE
 
 
 @functools.cache

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 import pytest
 
 from daemon.sandbox import Exchange
-from tests.oas import assert_exchanges_valid, exchange_problems, spec_path, validate_exchange
+from tests.oas import (
+    FIXTURE,
+    FIXTURE_SHA256,
+    assert_exchanges_valid,
+    exchange_problems,
+    spec_path,
+    validate_exchange,
+)
 from tests.zendesk.conftest import BASIC
 
 TICKET = {
@@ -46,8 +54,10 @@ def exchange(
     )
 
 
-def test_spec_is_found() -> None:
-    assert spec_path().name == "support-oas.json"
+def test_spec_is_the_vendored_fixture_unchanged() -> None:
+    """The contract's reference lives in the repository, with the checksum its README notes."""
+    assert spec_path() == FIXTURE
+    assert hashlib.sha256(FIXTURE.read_bytes()).hexdigest() == FIXTURE_SHA256
 
 
 def test_valid_exchange_passes_with_json_suffix() -> None:
