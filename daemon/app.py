@@ -2,6 +2,9 @@
 
 import asyncio
 import contextlib
+import gc
+import hashlib
+import resource
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +14,7 @@ from aiohttp import web
 from websockets.asyncio.server import Server
 
 from daemon.config import Settings
-from daemon.secrets_file import load_or_create_dev_secret
+from daemon.secrets_file import dev_secret_path, load_or_create_dev_secret
 from daemon.server.auth import mint_token
 from daemon.server.connection import ConnectionLimits
 from daemon.server.hub import AgentHub
@@ -40,6 +43,7 @@ class Daemon:
         self.workflows: WorkflowScheduler
         self.secret = ""
         self.ready = False
+        self._store_seen: bool | None = None  # None until the first check
         self.ws_port = 0
         self.http_port = 0
         self._ws: Server | None = None
@@ -83,14 +87,21 @@ class Daemon:
         )
         self.ws_port = next(iter(self._ws.sockets)).getsockname()[1]
         demo = None
-        if self.zendesk.sandbox_state is not None:
+        if s.demo and self.zendesk.sandbox_state is not None:
             demo = Demo(
                 ws_url=f"ws://{s.host}:{self.ws_port}/ws",
                 mint=self._demo_token,
                 zendesk_state=self.zendesk.sandbox_state,
             )
         self._ops = web.AppRunner(
-            create_ops_app(self.hub, self.metrics, lambda: self.ready, demo), access_log=None
+            create_ops_app(
+                self.hub,
+                self.metrics,
+                lambda: self.ready,
+                demo,
+                admin_token=s.admin_token.get_secret_value() if s.admin_token else None,
+            ),
+            access_log=None,
         )
         await self._ops.setup()
         site = web.TCPSite(self._ops, s.host, s.http_port)
@@ -102,23 +113,28 @@ class Daemon:
             asyncio.create_task(self._every(1.0, self.hub.sweep)),
             asyncio.create_task(self._every(s.workflow_scan_seconds, self.workflows.scan)),
         ]
+        ops = f"http://{s.host}:{self.http_port}"
         log.info(
             "serving",
             node=s.node_id,
             ws=f"ws://{s.host}:{self.ws_port}/ws",
-            ops=f"http://{s.host}:{self.http_port}",
+            ops=ops,
+            demo=f"{ops}/demo" if demo else None,
             store="redis" if s.redis_url else "memory",
             zendesk=self.zendesk.description,
         )
 
     def _secret(self) -> str:
+        """The production secret, or (demo only: Settings refuses anything else) the machine's
+        development secret, which is logged by fingerprint, never in full."""
         if self.settings.secret is not None:
             return self.settings.secret.get_secret_value()
         secret, created = load_or_create_dev_secret()
-        if created:
-            log.warning("development_secret_generated", secret=secret)
-        else:
-            log.info("development_secret_in_use", hint="switchboard token --agent ID")
+        log.info(
+            "development_secret_generated" if created else "development_secret_in_use",
+            fingerprint=fingerprint(secret),
+            path=str(dev_secret_path()),
+        )
         return secret
 
     def _demo_token(self, agent: str) -> str:
@@ -141,7 +157,11 @@ class Daemon:
         self.metrics.store_up.set(1 if up else 0)
         if up == self.ready:
             return
-        self.ready = up
+        first = self._store_seen is None
+        self.ready, self._store_seen = up, True
+        if first and up:
+            log.info("store_ready")
+            return
         log.warning("store_up" if up else "store_down")
         if up:
             self.hub.forget_cache()
@@ -187,7 +207,9 @@ class Daemon:
 
     async def serve_forever(self) -> None:
         """Serve until SIGTERM or SIGINT, then close tabs with 1001 so they reconnect elsewhere."""
+        raise_file_limit()
         await self.start()
+        gc.freeze()  # start-up's objects live for ever: keep the collector from walking them
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -197,3 +219,20 @@ class Daemon:
             log.info("stopping")
         finally:
             await self.stop()
+
+
+def fingerprint(secret: str) -> str:
+    """What a log may say about a secret: enough to tell two apart, nothing to sign with."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
+def raise_file_limit() -> tuple[int, int]:
+    """Raise the soft open-file limit to the hard limit: every tab is a file descriptor, and
+    systemd's default soft limit (1,024) would cap a node near a thousand tabs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raised, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    log.info("file_limit", soft=raised, hard=hard, was=soft)
+    return raised, hard

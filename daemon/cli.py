@@ -9,6 +9,9 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
+from daemon import __version__
 from daemon.config import Settings
 from daemon.logs import configure
 from daemon.secrets_file import load_or_create_dev_secret
@@ -36,14 +39,34 @@ def _serve(args: argparse.Namespace) -> None:
             "http_port": args.http_port,
             "redis_url": args.redis_url,
             "node_id": args.node_id,
+            "demo": args.demo or None,
         }.items()
         if value is not None
     }
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     configure(settings.log_level, settings.log_format)
     from daemon.app import Daemon
 
     _run(Daemon(settings).serve_forever())
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and flags, or exit 2 with one line per problem, each
+    naming the setting: a traceback is no answer to a typo in a unit file."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        for error in e.errors():
+            print(f"switchboard: configuration error: {_describe(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _describe(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        return message
+    name = "SWITCHBOARD_" + "__".join(str(part) for part in error["loc"]).upper()
+    return f"{name}={error['input']!r}: {message}"
 
 
 def _token(args: argparse.Namespace) -> None:
@@ -54,7 +77,7 @@ def _token(args: argparse.Namespace) -> None:
         mint_token(
             secret,
             args.agent,
-            ttl_seconds=args.ttl or Settings().token_ttl_seconds,
+            ttl_seconds=args.ttl,
             zendesk_user_id=args.zendesk_user_id,
             name=args.name,
         )
@@ -67,7 +90,7 @@ def _schema(_: argparse.Namespace) -> None:
 
 
 def _sandbox(args: argparse.Namespace) -> None:
-    configure("info", "json")
+    configure("info", "auto")
     from daemon.sandbox import run_sandbox
 
     _run(run_sandbox(args.host, args.port))
@@ -75,6 +98,7 @@ def _sandbox(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the daemon (all settings: SWITCHBOARD_*)")
@@ -83,13 +107,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve.add_argument("--http-port", type=int, help="ops HTTP port (SWITCHBOARD_HTTP_PORT)")
     serve.add_argument("--redis-url", help="use Redis instead of memory (SWITCHBOARD_REDIS_URL)")
     serve.add_argument("--node-id", help="this node's name (SWITCHBOARD_NODE_ID)")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="local demo: embedded Zendesk sandbox and demo pages, loopback only "
+        "(SWITCHBOARD_DEMO)",
+    )
     serve.set_defaults(func=_serve)
 
     token = commands.add_parser("token", help="mint a tab token for development")
     token.add_argument("--agent", required=True, help="the agent id the token names")
     token.add_argument("--secret", help="signing secret (default: SWITCHBOARD_SECRET or dev)")
     token.add_argument(
-        "--ttl", type=int, help="lifetime in seconds (SWITCHBOARD_TOKEN_TTL_SECONDS)"
+        "--ttl",
+        type=int,
+        default=int(
+            os.environ.get(
+                "SWITCHBOARD_TOKEN_TTL_SECONDS", Settings.model_fields["token_ttl_seconds"].default
+            )
+        ),
+        help="lifetime in seconds (SWITCHBOARD_TOKEN_TTL_SECONDS)",
     )
     token.add_argument("--zendesk-user-id", type=int, help="the agent's Zendesk user id")
     token.add_argument("--name", help="the agent's display name")

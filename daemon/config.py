@@ -1,25 +1,49 @@
 """Configuration: every setting is a `SWITCHBOARD_*` environment variable or a CLI flag.
 
-With nothing set the daemon runs on its embedded default: memory store, built-in Zendesk
-sandbox, a development signing secret generated at start-up and logged once.
+A node runs in one of two modes, and a `Settings` object that mixes them cannot be built:
+
+- **production** (`SWITCHBOARD_ZENDESK_URL` and its credentials): tab tokens are signed with
+  `SWITCHBOARD_SECRET` (at least 32 bytes), browsers must come from
+  `SWITCHBOARD_ALLOWED_ORIGINS`, and nothing mints a token;
+- **demo** (`SWITCHBOARD_DEMO=true`, `switchboard serve --demo`): the embedded Zendesk sandbox
+  and the demo pages, whose `/demo/config` mints a token for any agent. That is only safe on
+  loopback with a throw-away development secret, so the demo refuses a configured secret, a
+  Zendesk account and a non-loopback address.
 """
 
+import ipaddress
 import os
 import socket
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from daemon.core.events import Rules
+
+MIN_SECRET_BYTES = 32
 
 
 def _default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` keeps the port on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", env_nested_delimiter="__")
+
+    # Mode (see the module docstring)
+    demo: bool = False
+    admin_token: SecretStr | None = None  # bearer for /admin/*; unset: loopback callers only
 
     # Listening
     host: str = "127.0.0.1"
@@ -28,9 +52,9 @@ class Settings(BaseSettings):
     node_id: str = Field(default_factory=_default_node_id)
 
     # Tab authentication and connection limits
-    secret: SecretStr | None = None  # HS256 key for tab tokens; None: generated per start
+    secret: SecretStr | None = None  # HS256 key for tab tokens; demo: a generated dev secret
     token_ttl_seconds: int = 12 * 3600
-    allowed_origins: list[str] = []  # empty: any origin (development); set it in production
+    allowed_origins: list[str] = []  # browser origins; empty (any) only in the demo
     max_message_bytes: int = 64 * 1024
     rate_per_second: float = 50.0
     rate_burst: int = 100
@@ -75,8 +99,59 @@ class Settings(BaseSettings):
     talk_partner_edition: bool = True
     pop_via: Literal["tab", "zendesk"] = "tab"  # zendesk: Talk Partner display, tab fallback
 
-    log_level: str = "info"
-    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Self:
+        """Refuse a configuration that could leak access, naming what to set instead."""
+        problem = self.demo_problem() if self.demo else self.production_problem()
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def demo_problem(self) -> str | None:
+        if self.secret is not None:
+            return (
+                "SWITCHBOARD_DEMO mints a token for any agent, so it never runs with "
+                "SWITCHBOARD_SECRET: unset one of them"
+            )
+        if self.zendesk_url is not None:
+            return (
+                "SWITCHBOARD_DEMO runs the embedded Zendesk sandbox: unset SWITCHBOARD_ZENDESK_URL"
+            )
+        if not is_loopback(self.host):
+            return (
+                f"SWITCHBOARD_DEMO serves on loopback only, not {self.host!r}: "
+                "set SWITCHBOARD_HOST=127.0.0.1"
+            )
+        return None
+
+    def production_problem(self) -> str | None:
+        if self.zendesk_url is None:
+            return (
+                "no Zendesk account: set SWITCHBOARD_ZENDESK_URL and its credentials, or run "
+                "the local demo on the embedded sandbox with `switchboard serve --demo`"
+            )
+        if self.zendesk_oauth_token is None and not (self.zendesk_email and self.zendesk_api_token):
+            return (
+                "SWITCHBOARD_ZENDESK_URL is set: also set SWITCHBOARD_ZENDESK_OAUTH_TOKEN "
+                "(preferred) or SWITCHBOARD_ZENDESK_EMAIL and SWITCHBOARD_ZENDESK_API_TOKEN"
+            )
+        if self.secret is None:
+            return (
+                "SWITCHBOARD_SECRET is required: the key that signs tab tokens, a random string "
+                f"of at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"
+            )
+        size = len(self.secret.get_secret_value().encode())
+        if size < MIN_SECRET_BYTES:
+            return f"SWITCHBOARD_SECRET is {size} bytes: use at least {MIN_SECRET_BYTES}"
+        if not self.allowed_origins:
+            return (
+                "SWITCHBOARD_ALLOWED_ORIGINS is empty: list the Zendesk origins tabs come from, "
+                """e.g. '["https://acme.zendesk.com"]'"""
+            )
+        return None
 
     def rules(self) -> Rules:
         return Rules(

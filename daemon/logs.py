@@ -1,4 +1,5 @@
-"""structlog set-up: JSON lines, with agent/tab/contact bound through contextvars."""
+"""structlog set-up: JSON lines for machines, readable lines on a terminal; agent, tab and
+contact bound through contextvars."""
 
 import logging
 import sys
@@ -6,11 +7,13 @@ import sys
 import structlog
 
 
-def configure(level: str = "info", fmt: str = "json") -> None:
+def configure(level: str = "info", fmt: str = "auto") -> None:
+    """`fmt` "auto": console lines when stderr is a terminal, JSON lines otherwise."""
+    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if console
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

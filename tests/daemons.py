@@ -1,24 +1,38 @@
-"""Helpers to run real daemons in the test process and connect real tab clients to them."""
+"""Helpers to run real daemons in the test process and connect real tab clients to them.
+
+The daemons run in production mode (a signing secret, allowed origins, a Zendesk account):
+the account is a Zendesk sandbox served over real HTTP on a free port, as `SandboxServer`.
+"""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiohttp.test_utils import TestServer
+
 from clients.python.tab import TabClient
 from daemon.app import Daemon
 from daemon.config import Settings
+from daemon.sandbox import SandboxConfig, create_app
 from daemon.server.auth import mint_token
 
 SECRET = "test-secret-not-for-production-0123456789"
+ORIGIN = "https://acme.zendesk.com"
+SANDBOX_EMAIL, SANDBOX_TOKEN = "agent@example.com", "sandbox-token"
 
 
 def settings(**overrides: Any) -> Settings:
+    """Production settings for a test daemon; `zendesk_url` must be among the overrides."""
     base: dict[str, Any] = {
         "host": "127.0.0.1",
         "ws_port": 0,
         "http_port": 0,
         "secret": SECRET,
+        "allowed_origins": [ORIGIN],
+        "zendesk_email": SANDBOX_EMAIL,
+        "zendesk_api_token": SANDBOX_TOKEN,
         "grace_seconds": 1.0,
         "workflow_scan_seconds": 0.3,
         "node_ttl_seconds": 1.5,
@@ -29,13 +43,26 @@ def settings(**overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running(**overrides: Any) -> AsyncIterator[Daemon]:
-    daemon = Daemon(settings(**overrides))
-    await daemon.start()
+async def sandbox_server() -> AsyncIterator[str]:
+    """A Zendesk sandbox over HTTP on a free loopback port; yields its base URL."""
+    server = TestServer(create_app(SandboxConfig()), host="127.0.0.1")
+    await server.start_server()
     try:
-        yield daemon
+        yield str(server.make_url("")).rstrip("/")
     finally:
-        await daemon.stop()
+        await server.close()
+
+
+@asynccontextmanager
+async def running(**overrides: Any) -> AsyncIterator[Daemon]:
+    """A daemon on its own sandbox (unless `zendesk_url` names another account)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if "zendesk_url" not in overrides:
+            overrides["zendesk_url"] = await stack.enter_async_context(sandbox_server())
+        daemon = Daemon(settings(**overrides))
+        await daemon.start()
+        stack.push_async_callback(daemon.stop)
+        yield daemon
 
 
 def ws_url(daemon: Daemon) -> str:

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from tests.daemons import SECRET
+from tests.daemons import ORIGIN, SANDBOX_EMAIL, SANDBOX_TOKEN, SECRET
 from tests.redis_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-SANDBOX_EMAIL, SANDBOX_TOKEN = "agent@example.com", "sandbox-token"
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -120,15 +119,18 @@ class DaemonProcess(Process):
         sandbox_url: str | None = None,
         **settings: Any,
     ) -> Self:
-        """A `switchboard serve` process: memory store and embedded sandbox unless told."""
+        """A `switchboard serve` process on the memory store unless told: in production mode
+        against `sandbox_url` (tokens signed with `SECRET`), or without one in demo mode on the
+        embedded sandbox (tokens from `/demo/config`, signed with a development secret kept in
+        `directory`)."""
         ws_port, http_port = free_port(), free_port()
-        env = {
-            "SWITCHBOARD_SECRET": SECRET,
-            "SWITCHBOARD_LOG_LEVEL": "info",
-            "XDG_STATE_HOME": str(directory),
-        }
-        if sandbox_url is not None:
+        env = {"SWITCHBOARD_LOG_LEVEL": "info", "XDG_STATE_HOME": str(directory)}
+        if sandbox_url is None:
+            env["SWITCHBOARD_DEMO"] = "true"
+        else:
             env |= {
+                "SWITCHBOARD_SECRET": SECRET,
+                "SWITCHBOARD_ALLOWED_ORIGINS": json.dumps([ORIGIN]),
                 "SWITCHBOARD_ZENDESK_URL": sandbox_url,
                 "SWITCHBOARD_ZENDESK_EMAIL": SANDBOX_EMAIL,
                 "SWITCHBOARD_ZENDESK_API_TOKEN": SANDBOX_TOKEN,
@@ -156,7 +158,8 @@ class DaemonProcess(Process):
             return ""
 
     def zendesk(self) -> Any:
-        """The embedded sandbox's state (users, tickets with comments, pops), via the demo app."""
+        """The embedded sandbox's state (users, tickets with comments, pops), via the demo app
+        (demo mode only)."""
         return http_json("GET", f"{self.http_url}/demo/zendesk")
 
     def tickets_for(self, contact_id: str) -> list[dict[str, Any]]:

@@ -1,9 +1,14 @@
 """The ops HTTP app: liveness, readiness, metrics, the agent state page, and the demo.
 
 Liveness says the process answers; readiness says it can take tabs now (the store answers).
-The demo routes exist only when the daemon runs against its embedded Zendesk sandbox.
+`/admin/*` answers a caller with the admin bearer token, or, when no token is configured, a
+caller on this machine; its views leave out what would let a reader act as a tab or learn a
+customer's number (sessions, connection ids, phone numbers). The demo routes exist only in
+demo mode, which `Settings` allows only on loopback with a development secret.
 """
 
+import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -34,10 +39,53 @@ class Demo:
         self.zendesk_state = zendesk_state
 
 
+def redact_number(endpoint: str | None) -> str | None:
+    """A customer endpoint as admin views show it: the last two digits of a long number, enough
+    to tell two callers apart during an incident, never enough to call one."""
+    if endpoint is None:
+        return None
+    digits = "".join(ch for ch in endpoint if ch.isdigit())
+    shown = digits[-2:] if len(digits) > 4 else ""
+    return "•" * (len(digits) - len(shown)) + shown
+
+
+def _loopback_peer(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+
+
+def admin_guard(admin_token: str | None) -> Callable[[web.Request], None]:
+    """Raises 401/403 unless the caller may read admin views (see the module docstring)."""
+
+    def check(request: web.Request) -> None:
+        if admin_token is None:
+            if not _loopback_peer(request):
+                raise web.HTTPForbidden(
+                    text="admin views answer loopback callers only: set SWITCHBOARD_ADMIN_TOKEN"
+                )
+            return
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, b"Bearer " + admin_token.encode()):
+            raise web.HTTPUnauthorized(
+                text="admin views need 'Authorization: Bearer <SWITCHBOARD_ADMIN_TOKEN>'",
+                headers={"WWW-Authenticate": 'Bearer realm="switchboard-admin"'},
+            )
+
+    return check
+
+
 def create_ops_app(
-    hub: AgentHub, metrics: Metrics, ready: Callable[[], bool], demo: Demo | None
+    hub: AgentHub,
+    metrics: Metrics,
+    ready: Callable[[], bool],
+    demo: Demo | None,
+    *,
+    admin_token: str | None = None,
 ) -> web.Application:
     app = web.Application()
+    guard = admin_guard(admin_token)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "node": hub.node_id})
@@ -51,6 +99,7 @@ def create_ops_app(
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def agent_state(request: web.Request) -> web.Response:
+        guard(request)
         agent = request.match_info["agent"]
         try:
             version, state = await hub.load(agent, fresh=True)
@@ -61,16 +110,22 @@ def create_ops_app(
             {
                 "agent": agent,
                 "version": version,
-                "tabs": [t.model_dump(mode="json") for t in state.tabs.values()],
+                "tabs": [
+                    t.model_dump(mode="json", exclude={"session", "conn_id"})
+                    for t in state.tabs.values()
+                ],
                 "contacts": [
-                    contact_view(c).model_dump(mode="json") for c in state.contacts.values()
+                    contact_view(c).model_dump(mode="json")
+                    | {"customer_endpoint": redact_number(c.customer_endpoint)}
+                    for c in state.contacts.values()
                 ],
                 "media": media_view(state, live).model_dump(mode="json"),
             }
         )
 
-    async def agents(_: web.Request) -> web.Response:
+    async def agents(request: web.Request) -> web.Response:
         """The agents with tabs on this node: where an on-call engineer starts looking."""
+        guard(request)
         return web.json_response({"node": hub.node_id, "agents": hub.local_agents()})
 
     app.router.add_get("/healthz", healthz)

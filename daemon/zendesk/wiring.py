@@ -85,11 +85,7 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         credential = sandbox.config.credentials[0]
         auth: Auth = ApiTokenAuth(credential.email, credential.token)
         description = f"embedded sandbox at {base}"
-        log.warning(
-            "zendesk_sandbox",
-            url=base,
-            note="SWITCHBOARD_ZENDESK_URL is not set: using the embedded Zendesk sandbox",
-        )
+        log.info("zendesk_sandbox", url=base, note="demo: the embedded Zendesk sandbox")
 
         async def state() -> dict[str, Any]:
             return sandbox.snapshot(base)

@@ -1,0 +1,5 @@
+"""`python -m daemon` is `switchboard`."""
+
+from daemon.cli import main
+
+main()
