@@ -24,8 +24,10 @@ CALL = {
     "queue": "Support",
     "attributes": {"customer_name": "Ada Lovelace"},
 }
+#: Grace outlasts a reconnect on a loaded machine (the first test must not fail over), and
+#: failover of an owner that never returns still comes within the second test's patience.
 NODE_SETTINGS = {
-    "grace_seconds": 2,
+    "grace_seconds": 4,
     "node_ttl_seconds": 1.5,
     "workflow_lease_seconds": 2,
     "workflow_scan_seconds": 0.5,
@@ -141,7 +143,7 @@ async def test_owner_that_never_returns_fails_over_and_the_work_completes(
         await tab.report("connected", "c-2", **CALL)
     await eventually(lambda: t3.contacts.get("c-2") is not None and t1.owns("c-2"), timeout=10)
     a.kill()
-    await eventually(lambda: t2.owns("c-2"), timeout=15)
+    await eventually(lambda: t2.owns("c-2"), timeout=25)
     assert t2.contacts["c-2"].epoch == 2 and t3.contacts["c-2"].owner_tab == t2.tab_id
     await t3.report("ended", "c-2", **CALL)
 

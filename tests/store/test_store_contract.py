@@ -284,8 +284,11 @@ async def test_workflows_set(backend: Backend) -> None:
 
 
 async def test_rate_limiter_grants_burst_then_delays(backend: Backend) -> None:
+    """A slow budget (one slot per 10 s) for the refusals, so no pause of a loaded machine
+    between two calls can free a slot; a fast one for "granted again after the wait", which a
+    pause only makes truer."""
     one, two = backend.store(), backend.store()
-    per_minute, burst, interval = 600, 4, 0.1
+    per_minute, burst, interval = 6, 4, 10.0
     grants = 0
     while (wait := await one.rate_acquire("zendesk", per_minute, burst)) == 0:
         grants += 1
@@ -295,11 +298,14 @@ async def test_rate_limiter_grants_burst_then_delays(backend: Backend) -> None:
 
     # The budget is shared: another node is refused too, and the key is what is shared.
     assert await two.rate_acquire("zendesk", per_minute, burst) > 0
+    assert await one.rate_acquire("zendesk", per_minute, burst) > 0
     assert await two.rate_acquire("other-account", per_minute, burst) == 0
 
+    while (wait := await one.rate_acquire("fast", 600, 0)) == 0:
+        pass
+    assert 0 < wait <= 0.1 + 0.02
     await asyncio.sleep(wait + 0.01)
-    assert await two.rate_acquire("zendesk", per_minute, burst) == 0
-    assert await one.rate_acquire("zendesk", per_minute, burst) > 0
+    assert await two.rate_acquire("fast", 600, 0) == 0
 
 
 async def test_heartbeat_and_live_nodes(backend: Backend) -> None:
