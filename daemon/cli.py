@@ -96,6 +96,13 @@ def _sandbox(args: argparse.Namespace) -> None:
     _run(run_sandbox(args.host, args.port))
 
 
+def _connect_sandbox(args: argparse.Namespace) -> None:
+    configure("info", "auto")
+    from daemon.connect.sandbox import run_connect_sandbox
+
+    _run(run_connect_sandbox(args.host, args.port))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -139,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8767)
     sandbox.set_defaults(func=_sandbox)
+
+    connect = commands.add_parser(
+        "connect-sandbox", help="run the Amazon Connect API sandbox alone (development)"
+    )
+    connect.add_argument("--host", default="127.0.0.1")
+    connect.add_argument("--port", type=int, default=8768)
+    connect.set_defaults(func=_connect_sandbox)
 
     args = parser.parse_args(argv)
     args.func(args)

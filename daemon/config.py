@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     workflow_lease_seconds: float = 15.0
     workflow_scan_seconds: float = 2.0
 
+    # Amazon Connect's API (unset: recording control and contact confirmation are off).
+    # Credentials come from the standard AWS chain; the region from the ARN.
+    connect_instance_arn: str | None = None
+    connect_endpoint_url: str | None = None  # another endpoint (e.g. the Connect sandbox)
+    connect_describe_per_minute: int = 300  # all nodes together, inside Connect's API quota
+
     # Amazon Connect app settings (see the admin guide)
     connect_instance_url: str = "https://example.my.connect.aws"
     default_country_prefix: str | None = None

@@ -48,6 +48,18 @@ class Metrics:
         self.workflow_failures = Counter(
             "switchboard_workflow_failures_total", "Workflow runs stopped by an error", registry=r
         )
+        self.connect_requests = Counter(
+            "switchboard_connect_requests_total",
+            "Amazon Connect API calls, by operation and outcome (ok or an error kind)",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.connect_seconds = Histogram(
+            "switchboard_connect_request_duration_seconds",
+            "Amazon Connect API call time, retries included",
+            ["operation"],
+            registry=r,
+        )
         self.event_seconds = Histogram(
             "switchboard_event_seconds", "Time to apply and commit one agent event", registry=r
         )
