@@ -14,6 +14,7 @@ from aiohttp import web
 from websockets.asyncio.server import Server
 
 from daemon.config import Settings
+from daemon.connect.wiring import ConnectSide, start_connect
 from daemon.secrets_file import dev_secret_path, load_or_create_dev_secret
 from daemon.server.auth import mint_token
 from daemon.server.connection import ConnectionLimits
@@ -40,6 +41,7 @@ class Daemon:
         self.store: Store
         self.hub: AgentHub
         self.zendesk: ZendeskSide
+        self.connect: ConnectSide | None = None
         self.workflows: WorkflowScheduler
         self.secret = ""
         self.ready = False
@@ -58,6 +60,7 @@ class Daemon:
         )
         self.hub = AgentHub(self.store, s.rules(), s.node_id, self.metrics)
         self.zendesk = await start_zendesk(s, self.store, self.hub, self.metrics)
+        self.connect = await start_connect(s, self.store, self.metrics)
         self.workflows = WorkflowScheduler(
             self.store,
             s.node_id,
@@ -203,6 +206,8 @@ class Daemon:
         await self.workflows.close()
         await self.hub.close()
         await self.zendesk.close()
+        if self.connect is not None:
+            await self.connect.close()
         await self.store.close()
 
     async def serve_forever(self) -> None:

@@ -108,9 +108,12 @@ class ConnectClient:
         pace: Pace = _no_pacing,
         cache_seconds: float = 60.0,
         max_attempts: int = 5,
+        static_credentials: tuple[str, str] | None = None,
     ) -> None:
+        """`static_credentials` (key id, secret) replace the AWS chain: for a sandbox only."""
         self.instance = instance
         self._endpoint_url = endpoint_url
+        self._static = static_credentials
         self._observe = observe or (lambda _op, _outcome, _seconds: None)
         self._pace = pace
         self._config = AioConfig(
@@ -130,6 +133,8 @@ class ConnectClient:
                 region_name=self.instance.region,
                 endpoint_url=self._endpoint_url,
                 config=self._config,
+                aws_access_key_id=self._static[0] if self._static else None,
+                aws_secret_access_key=self._static[1] if self._static else None,
             )
         )
         return self

@@ -1,0 +1,86 @@
+"""Builds a node's Amazon Connect side from Settings: a real instance, the demo's embedded
+Connect sandbox, or nothing (and the log says which features that turns off)."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from daemon.config import Settings
+from daemon.connect.client import ConnectClient, Instance
+from daemon.connect.sandbox import CONNECT_SANDBOX_KEY, DEFAULT_INSTANCE, create_connect_app
+from daemon.server.metrics import Metrics
+from daemon.store.base import Store
+from daemon.zendesk.limiter import SharedRateLimiter
+
+log = structlog.get_logger("switchboard.connect")
+
+
+@dataclass
+class ConnectSide:
+    client: ConnectClient
+    #: Contacts are described by Connect before they are believed: only with a real instance.
+    confirm_contacts: bool
+    sandbox_state: Callable[[], Awaitable[dict[str, Any]]] | None
+    close: Callable[[], Awaitable[None]]
+
+
+def _observer(metrics: Metrics) -> Callable[[str, str, float], None]:
+    def observe(operation: str, outcome: str, seconds: float) -> None:
+        metrics.connect_requests.labels(operation, outcome).inc()
+        metrics.connect_seconds.labels(operation).observe(seconds)
+
+    return observe
+
+
+async def start_connect(s: Settings, store: Store, metrics: Metrics) -> ConnectSide | None:
+    if s.connect_instance_arn is not None:
+        instance = Instance.from_arn(s.connect_instance_arn)
+        pace = SharedRateLimiter(
+            store, f"connect:{instance.instance_id}", s.connect_describe_per_minute
+        )
+        client = ConnectClient(
+            instance,
+            endpoint_url=s.connect_endpoint_url,
+            observe=_observer(metrics),
+            pace=pace.acquire,
+        )
+        await client.start()
+        log.info("connect", instance=instance.instance_id, region=instance.region)
+        return ConnectSide(client, True, None, client.close)
+    if s.demo:
+        return await _embedded_sandbox(metrics)
+    log.info(
+        "connect_off",
+        note="SWITCHBOARD_CONNECT_INSTANCE_ARN is not set: recording pause/resume is refused "
+        "and contacts are not confirmed with Amazon Connect",
+    )
+    return None
+
+
+async def _embedded_sandbox(metrics: Metrics) -> ConnectSide:
+    """The demo's Connect: recording control only (tabs of the demo are not confirmed)."""
+    app = create_connect_app()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    client = ConnectClient(
+        Instance("us-east-1", DEFAULT_INSTANCE),
+        endpoint_url=url,
+        observe=_observer(metrics),
+        static_credentials=("demo", "demo"),
+    )
+    await client.start()
+    log.info("connect_sandbox", url=url, note="demo: the embedded Amazon Connect sandbox")
+
+    async def state() -> dict[str, Any]:
+        return app[CONNECT_SANDBOX_KEY].snapshot()
+
+    async def close() -> None:
+        await client.close()
+        await runner.cleanup()
+
+    return ConnectSide(client, False, state, close)
