@@ -25,7 +25,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+# Committed (the README shows them) and rewritten by every run, so they stay current.
+SCREENSHOTS = ROOT / "tests" / "browser" / "screenshots"
 
 HAS_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
 

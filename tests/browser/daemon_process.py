@@ -18,6 +18,7 @@ class Daemon(DaemonProcess):
 
 def start_daemon(directory: Path, **settings: Any) -> Daemon:
     defaults: dict[str, Any] = {
+        "demo": "true",  # the demo routes exist only in demo mode
         "grace_seconds": GRACE_SECONDS,
         "media_less": "false",
         "workflow_scan_seconds": 0.5,
