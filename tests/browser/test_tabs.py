@@ -135,7 +135,8 @@ def test_closed_owner_fails_over_and_the_call_completes(
     _assert_end_of_call_once(daemon, contact_id)
 
 
-def test_demo_page_screenshot(daemon: Daemon, context: Any, agent: str, screenshots: Any) -> None:
+def test_demo_page_screenshot(daemon_with: Any, context: Any, agent: str, screenshots: Any) -> None:
+    daemon = daemon_with()  # its own sandbox: the picture shows this call's ticket only
     page = context.new_page()
     page.goto(f"{daemon.base}/demo?agent={agent}&tabs=3")
     frames = eventually(
