@@ -200,8 +200,12 @@ class DemoPage:
         return demo
 
     def frame(self, slot: str) -> "Frame":
-        frame = eventually(lambda: self.page.frame(name=f"tab-{slot}"), what=f"tab {slot}")
-        assert frame is not None
+        """The open tab's frame. Waits through the driver: `page.frame(name=…)` only reads
+        what the sync API has already processed, so polling it alone never sees a new one."""
+        handle = self.page.wait_for_selector(f'.tabframe iframe[name="tab-{slot}"]')
+        assert handle is not None
+        frame = handle.content_frame()
+        assert frame is not None, f"tab {slot} has no frame"
         return frame
 
     def wait_open(self, slot: str) -> None:

@@ -6,6 +6,7 @@ visitor) against a real daemon, and saves the screenshots the README shows.
 """
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +119,13 @@ def test_finished_contacts_are_shown_finished_and_not_counted_as_owned(
         ),
         what="the first call in after-call work",
     )
-    for slot in demo.open_slots():
+    slots = demo.open_slots()
+    eventually(
+        lambda: all(demo.card(s, first).locator(".role").inner_text() == "finished" for s in slots),
+        what="the first call shown finished in every tab",
+    )
+    for slot in slots:
         card = demo.card(slot, first)
-        eventually(lambda c=card: c.locator(".role").inner_text() == "finished", what="finished")
         assert "finished" in (card.get_attribute("class") or "")
         assert _buttons(card) == [], "no commands on a finished contact"
     assert demo.card(owner, second).locator(".role").inner_text() == "OWNER"
@@ -154,7 +159,7 @@ def test_tab_frames_grow_with_their_contacts(
         return last["y"] + last["height"] <= frame_box["y"] + frame_box["height"] + 1
 
     for slot in demo.open_slots():
-        eventually(lambda s=slot: whole(s), what=f"tab {slot} shown whole")
+        eventually(partial(whole, slot), what=f"tab {slot} shown whole")
         inner = demo.frame(slot).evaluate("document.documentElement.scrollHeight")
         outer = demo.iframe(slot).evaluate("f => f.clientHeight")
         assert inner <= outer + 1, f"tab {slot}: {inner}px of content in a {outer}px frame"
@@ -234,6 +239,9 @@ def test_media_less_control_says_it_sets_the_whole_agent_and_does(
     def media_less() -> bool:
         return bool(daemon.agent(agent)["media"]["media_less"])
 
+    def warnings(*slots: str) -> list[str | None]:
+        return [demo.frame(s).evaluate("sb.host.warning") for s in slots]
+
     assert not media_less()
     demo.page.select_option("#media-less", "1")
     assert not media_less(), "choosing changes nothing until a tab says hello"
@@ -241,14 +249,12 @@ def test_media_less_control_says_it_sets_the_whole_agent_and_does(
     demo.wait_open("2")
     eventually(media_less, what="media-less on")
     # As the note says: the earlier tab is media-less too (it warns: no media CCP).
-    for slot in ("1", "2"):
-        eventually(lambda s=slot: demo.frame(s).evaluate("sb.host.warning"), what="warning")
+    eventually(lambda: all(warnings("1", "2")), what="the media-less warning in both tabs")
     eventually(lambda: "on" in demo.page.locator("#media-less-now").inner_text(), what="now on")
 
     demo.page.select_option("#media-less", "0")
     demo.page.click("#add-tab")
     demo.wait_open("3")
     eventually(lambda: not media_less(), what="media-less off: the last hello wins")
-    for slot in ("1", "2", "3"):
-        eventually(lambda s=slot: demo.frame(s).evaluate("sb.host.warning") is None, what="clear")
+    eventually(lambda: warnings("1", "2", "3") == [None, None, None], what="no warning in any tab")
     eventually(lambda: "off" in demo.page.locator("#media-less-now").inner_text(), what="now off")
