@@ -4,12 +4,16 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the module imports without playwright (the tests are then skipped)
     from playwright.sync_api import BrowserContext, Frame, Locator, Page
 
     from tests.browser.daemon_process import Daemon
+
+
+Screenshot = Callable[..., Path]  # the `screenshot` fixture: (page or locator, name, **options)
 
 
 def get_json(url: str) -> Any:

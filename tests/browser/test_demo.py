@@ -7,7 +7,6 @@ visitor) against a real daemon, and saves the screenshots the README shows.
 
 import re
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from tests.browser.daemon_process import Daemon
 from tests.browser.pages import (
     ConnectPage,
     DemoPage,
+    Screenshot,
     TabPage,
     connected_call,
     eventually,
@@ -40,7 +40,7 @@ def _buttons(card: Any) -> list[str]:
 
 
 def test_closed_owner_counts_down_then_the_heir_shows_the_contact(
-    daemon_with: Any, context: Any, agent: str, screenshots: Path
+    daemon_with: Any, context: Any, agent: str, screenshot: Screenshot
 ) -> None:
     daemon = daemon_with(grace_seconds=GRACE)
     demo = DemoPage.open(context, daemon.base, agent, tabs=3)
@@ -51,6 +51,7 @@ def test_closed_owner_counts_down_then_the_heir_shows_the_contact(
     eventually(lambda: demo.workspace(owner) == f"Ticket #{ticket['id']}", what="the pop")
     survivors = [s for s in demo.open_slots() if s != owner]
     assert [demo.workspace(s) for s in survivors] == ["Home", "Home"]
+    demo.page.wait_for_selector(f'.ticket[data-ticket-id="{ticket["id"]}"]')  # for the pictures
 
     demo.page.evaluate("slot => demo.closeTab(slot)", owner)
 
@@ -68,7 +69,7 @@ def test_closed_owner_counts_down_then_the_heir_shows_the_contact(
         if view_countdown.count():
             in_view.append(_seconds(view_countdown.inner_text()))
         if in_tab and in_view and not shot:
-            demo.page.screenshot(path=str(screenshots / "demo-grace.png"), full_page=True)
+            screenshot(demo.page, "demo-grace", full_page=True)
             shot = True
         assert len(in_tab) < 400, "no failover"
         demo.page.wait_for_timeout(200)
@@ -96,7 +97,7 @@ def test_closed_owner_counts_down_then_the_heir_shows_the_contact(
         lambda: demo.page.locator("#daemon-view .countdown").count() == 0,
         what="the daemon view's countdown to go",
     )
-    demo.page.screenshot(path=str(screenshots / "demo-failover.png"), full_page=True)
+    screenshot(demo.page, "demo-failover", full_page=True)
 
 
 def test_finished_contacts_are_shown_finished_and_not_counted_as_owned(
@@ -140,7 +141,7 @@ def test_finished_contacts_are_shown_finished_and_not_counted_as_owned(
 
 
 def test_tab_frames_grow_with_their_contacts(
-    daemon: Daemon, context: Any, agent: str, screenshots: Path
+    daemon: Daemon, context: Any, agent: str, screenshot: Screenshot
 ) -> None:
     demo = DemoPage.open(context, daemon.base, agent, tabs=2)
     ids = [demo.place("inbound", number=f"+44163296032{i}") for i in range(5)]
@@ -166,7 +167,7 @@ def test_tab_frames_grow_with_their_contacts(
         assert outer > 470, "six contacts do not fit the old fixed height: the frame grew"
     demo.page.wait_for_timeout(300)
     # The tabs column only: the whole page with six contacts is too large a PNG to commit.
-    demo.page.locator("#tabs-column").screenshot(path=str(screenshots / "demo-contacts.png"))
+    screenshot(demo.page.locator("#tabs-column"), "demo-contacts")
 
 
 def test_commands_offered_are_those_the_contact_allows(

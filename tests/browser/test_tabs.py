@@ -15,6 +15,7 @@ from tests.browser.daemon_process import GRACE_SECONDS, Daemon
 from tests.browser.pages import (
     ConnectPage,
     DemoPage,
+    Screenshot,
     TabPage,
     connected_call,
     eventually,
@@ -142,7 +143,9 @@ def test_closed_owner_fails_over_and_the_call_completes(
     _assert_end_of_call_once(daemon, contact_id)
 
 
-def test_demo_page_screenshot(daemon_with: Any, context: Any, agent: str, screenshots: Any) -> None:
+def test_demo_page_screenshot(
+    daemon_with: Any, context: Any, agent: str, screenshot: Screenshot
+) -> None:
     daemon = daemon_with()  # its own sandbox: the picture shows this call's ticket only
     demo = DemoPage.open(context, daemon.base, agent, tabs=3)
     contact_id = demo.place("inbound", number="+441632960105")
@@ -158,4 +161,4 @@ def test_demo_page_screenshot(daemon_with: Any, context: Any, agent: str, screen
     eventually(lambda: demo.workspace(owner) == f"Ticket #{ticket['id']}", what="the pop")
     demo.page.wait_for_selector(f'.ticket[data-ticket-id="{ticket["id"]}"]')  # the sandbox view
     demo.page.wait_for_timeout(500)
-    demo.page.screenshot(path=str(screenshots / "demo.png"), full_page=True)
+    screenshot(demo.page, "demo", full_page=True)

@@ -133,7 +133,7 @@ function takeOver(c) {
   if (!target) return;
   const id = target === 'ticket' ? c.ticket_id : c.user_id;
   host.show({ target, id, contactId: c.contact_id });
-  log('takeover', `Took over contact ${c.contact_id}: Zendesk opened ${target} #${id}`);
+  log('takeover', `Contact ${c.contact_id} is handled here now: Zendesk opened ${target} #${id}`);
 }
 
 /**
