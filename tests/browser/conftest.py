@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.browser.daemon_process import ROOT, Daemon, start_daemon
+from tests.browser.pages import Screenshot
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -25,7 +26,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+# Committed (the README shows them) and rewritten by every run, so they stay current.
+SCREENSHOTS = ROOT / "tests" / "browser" / "screenshots"
+SCREENSHOT_MAX_BYTES = 300_000
 
 HAS_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
 
@@ -99,6 +102,16 @@ def agent() -> str:
 
 
 @pytest.fixture
-def screenshots() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+def screenshot() -> Screenshot:
+    """`screenshot(page_or_locator, "name", **options)` saves SCREENSHOTS/name.png. They are
+    committed and shown in the README, so each must stay under SCREENSHOT_MAX_BYTES."""
+
+    def save(target: Any, name: str, **options: Any) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        target.screenshot(path=str(path), **options)
+        size = path.stat().st_size
+        assert size < SCREENSHOT_MAX_BYTES, f"{path.name} is {size} bytes: show less"
+        return path
+
+    return save

@@ -4,12 +4,16 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the module imports without playwright (the tests are then skipped)
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import BrowserContext, Frame, Locator, Page
 
     from tests.browser.daemon_process import Daemon
+
+
+Screenshot = Callable[..., Path]  # the `screenshot` fixture: (page or locator, name, **options)
 
 
 def get_json(url: str) -> Any:
@@ -180,3 +184,78 @@ def connected_call(
     owner = owner_of(tabs, contact_id)
     eventually(owner.pops, what="the owner's pop")
     return contact_id, owner, tickets[0]
+
+
+class DemoPage:
+    """`/demo?tabs=N`: the whole demo page, its Zendesk tabs as iframes (one per slot)."""
+
+    def __init__(self, page: "Page") -> None:
+        self.page = page
+
+    @classmethod
+    def open(
+        cls, context: "BrowserContext", base: str, agent: str, tabs: int, query: str = ""
+    ) -> "DemoPage":
+        page = context.new_page()
+        page.goto(f"{base}/demo?agent={agent}&tabs={tabs}{query}")
+        demo = cls(page)
+        for slot in range(1, tabs + 1):
+            demo.wait_open(str(slot))
+        return demo
+
+    def frame(self, slot: str) -> "Frame":
+        """The open tab's frame. Waits through the driver: `page.frame(name=…)` only reads
+        what the sync API has already processed, so polling it alone never sees a new one."""
+        handle = self.page.wait_for_selector(f'.tabframe iframe[name="tab-{slot}"]')
+        assert handle is not None
+        frame = handle.content_frame()
+        assert frame is not None, f"tab {slot} has no frame"
+        return frame
+
+    def wait_open(self, slot: str) -> None:
+        self.frame(slot).wait_for_function("() => window.sb && window.sb.client.state === 'open'")
+
+    def open_slots(self) -> list[str]:
+        slots: list[str] = self.page.evaluate(
+            "Array.from(demo.tabs.values()).filter(t => t.frame).map(t => t.slot)"
+        )
+        return slots
+
+    def role(self, slot: str, contact_id: str) -> str | None:
+        role: str | None = self.frame(slot).evaluate("id => sb.client.roleFor(id)", contact_id)
+        return role
+
+    def owner_slot(self, contact_id: str) -> str:
+        owners = eventually(
+            lambda: [s for s in self.open_slots() if self.role(s, contact_id) == "owner"],
+            what=f"the tab owning {contact_id}",
+        )
+        assert len(owners) == 1, f"tabs {owners} own {contact_id}"
+        slot: str = owners[0]
+        return slot
+
+    def place(self, kind: str = "inbound", **options: Any) -> str:
+        contact_id: str = self.page.evaluate("o => demo.placeContact(o)", {"kind": kind, **options})
+        return contact_id
+
+    def call(self, contact_id: str, method: str) -> None:
+        """`demo.accept(id)`, `demo.end(id)`, …; returns when the events have been fired."""
+        self.page.evaluate(f"id => demo.{method}(id)", contact_id)
+
+    def card(self, slot: str, contact_id: str) -> "Locator":
+        return self.frame(slot).locator(f'.contact[data-contact-id="{contact_id}"]')
+
+    def workspace(self, slot: str) -> str:
+        return self.frame(slot).locator("#zendesk-open").inner_text()
+
+    def owns_badges(self) -> dict[str, str]:
+        """The "owns N" badge in each open tab's title bar (absent: owns nothing live)."""
+        badges: dict[str, str] = self.page.evaluate(
+            "Object.fromEntries(Array.from(document.querySelectorAll('.tabframe'))"
+            ".filter(b => b.querySelector('iframe'))"
+            ".map(b => [b.dataset.slot, b.querySelector('.badge.owner')?.innerText.trim() || '']))"
+        )
+        return badges
+
+    def iframe(self, slot: str) -> "Locator":
+        return self.page.locator(f'.tabframe[data-slot="{slot}"] iframe')

@@ -4,12 +4,18 @@ The media CCP is a separate `/demo/media` page (role `media`), as in production 
 or window carries the audio.
 """
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.pages import ConnectPage, TabPage, connected_call, eventually, settle
+from tests.browser.pages import (
+    ConnectPage,
+    Screenshot,
+    TabPage,
+    connected_call,
+    eventually,
+    settle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +28,7 @@ def _open_media(context: Any, base: str, agent: str) -> Any:
 
 
 def test_media_less_warning_and_media_lost_during_a_call(
-    daemon_with: Any, context: Any, agent: str, screenshots: Path
+    daemon_with: Any, context: Any, agent: str, screenshot: Screenshot
 ) -> None:
     daemon = daemon_with(media_less=True)
     connect = ConnectPage.open(context, daemon.base, agent)
@@ -61,7 +67,7 @@ def test_media_less_warning_and_media_lost_during_a_call(
     observers = [t for t in tabs if t is not owner]
     assert settle(lambda: [n for t in observers for n in t.notices()], quiet=1.0) == []
     assert len([n for n in owner.notices() if n["code"] == "media_lost"]) == 1
-    owner.page.screenshot(path=str(screenshots / "tab-media-lost.png"), full_page=True)
+    screenshot(owner.page, "tab-media-lost", full_page=True)
 
 
 def test_media_less_block_gate_sets_the_ccp_not_routable_until_ready(

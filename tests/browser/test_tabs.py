@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 
 from tests.browser.daemon_process import GRACE_SECONDS, Daemon
-from tests.browser.pages import ConnectPage, TabPage, connected_call, eventually, settle
+from tests.browser.pages import (
+    ConnectPage,
+    DemoPage,
+    Screenshot,
+    TabPage,
+    connected_call,
+    eventually,
+    settle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -135,25 +143,22 @@ def test_closed_owner_fails_over_and_the_call_completes(
     _assert_end_of_call_once(daemon, contact_id)
 
 
-def test_demo_page_screenshot(daemon: Daemon, context: Any, agent: str, screenshots: Any) -> None:
-    page = context.new_page()
-    page.goto(f"{daemon.base}/demo?agent={agent}&tabs=3")
-    frames = eventually(
-        lambda: [f for f in page.frames if "/demo/tab" in f.url], what="the demo's tab iframes"
-    )
-    assert len(frames) == 3
-    for frame in frames:
-        frame.wait_for_function("() => window.sb && window.sb.client.state === 'open'")
-    contact_id = page.evaluate("demo.placeContact({kind: 'inbound', number: '+441632960105'})")
-    page.evaluate("id => demo.accept(id)", contact_id)
-    eventually(lambda: daemon.tickets_for(contact_id), what="the ticket")
+def test_demo_page_screenshot(
+    daemon_with: Any, context: Any, agent: str, screenshot: Screenshot
+) -> None:
+    daemon = daemon_with()  # its own sandbox: the picture shows this call's ticket only
+    demo = DemoPage.open(context, daemon.base, agent, tabs=3)
+    contact_id = demo.place("inbound", number="+441632960105")
+    demo.call(contact_id, "accept")
+    ticket = eventually(lambda: daemon.tickets_for(contact_id), what="the ticket")[0]
 
     def roles() -> list[str]:
-        return sorted(str(f.evaluate("id => sb.client.roleFor(id)", contact_id)) for f in frames)
+        return sorted(str(demo.role(s, contact_id)) for s in demo.open_slots())
 
     eventually(lambda: "None" not in roles(), what="every iframe sees the call")
     assert roles() == ["observer", "observer", "owner"]
-    ticket = daemon.tickets_for(contact_id)[0]
-    page.wait_for_selector(f'.ticket[data-ticket-id="{ticket["id"]}"]')  # the sandbox view
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(screenshots / "demo.png"), full_page=True)
+    owner = demo.owner_slot(contact_id)
+    eventually(lambda: demo.workspace(owner) == f"Ticket #{ticket['id']}", what="the pop")
+    demo.page.wait_for_selector(f'.ticket[data-ticket-id="{ticket["id"]}"]')  # the sandbox view
+    demo.page.wait_for_timeout(500)
+    screenshot(demo.page, "demo", full_page=True)

@@ -56,3 +56,33 @@ export function fill(node, ...children) {
 export function time() {
   return new Date().toLocaleTimeString();
 }
+
+/** Contact states after which a contact is over (the daemon keeps it a while, for the record). */
+export const FINISHED_STATES = new Set(['missed', 'ended', 'acw', 'destroyed']);
+
+/**
+ * Whole seconds left until `graceUntil` (the daemon's epoch seconds; the demo runs on one
+ * machine, so the browser's clock is the daemon's), never below 0.
+ * @param {number} graceUntil
+ */
+export function graceLeft(graceUntil) {
+  return Math.max(0, Math.ceil(graceUntil - Date.now() / 1000));
+}
+
+/**
+ * An element that counts down to a grace deadline; `tickCountdowns()` keeps every one current
+ * between re-renders (the daemon sends grace_until once, not every second).
+ * @param {number} graceUntil
+ */
+export function countdown(graceUntil) {
+  return el('strong', { class: 'countdown', 'data-grace-until': graceUntil }, `${graceLeft(graceUntil)} s`);
+}
+
+/** Update every countdown on the page four times a second. */
+export function tickCountdowns() {
+  setInterval(() => {
+    for (const node of document.querySelectorAll('[data-grace-until]')) {
+      fill(node, `${graceLeft(Number(/** @type {HTMLElement} */ (node).dataset.graceUntil))} s`);
+    }
+  }, 250);
+}

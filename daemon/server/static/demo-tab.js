@@ -5,7 +5,9 @@ import { SwitchboardClient, mediaWarning } from '/js/switchboard.js';
 import { StreamsAdapter, MediaGate } from '/js/streams-adapter.js';
 import { bindHost } from '/js/zendesk-host.js';
 import { createFakeConnect } from '/js/fake-connect.js';
-import { agent, params, loadConfig, mediaLessParam, streamsChannel, el, fill, time } from '/static/demo-common.js';
+import {
+  agent, params, loadConfig, mediaLessParam, streamsChannel, el, fill, time, FINISHED_STATES, countdown, tickCountdowns,
+} from '/static/demo-common.js';
 
 const slot = params.get('slot') || undefined;
 const instance = slot !== undefined ? `slot-${slot}` : `page-${Math.random().toString(36).slice(2, 8)}`;
@@ -14,22 +16,32 @@ const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.get
 /** A host that renders into this page: how a CRM other than Zendesk plugs in. */
 class DemoHost {
   constructor() {
-    /** @type {any[]} */
+    /** @type {any[]} the daemon's pops this page acted on */
     this.pops = [];
     /** @type {any[]} */
     this.notices = [];
     /** @type {string|null} */
     this.warning = null;
-    /** @type {{target: string, id?: number, query?: string}|null} */
+    /** @type {{target: string, id?: number, query?: string, contactId?: string}|null} */
     this.open = null;
   }
   /** @param {any} p */
   pop(p) {
     this.pops.push(p);
-    this.open = p;
+    this.show(p);
     const what = p.target === 'search' ? `search “${p.query}”` : `${p.target} #${p.id}`;
-    fill($('zendesk-open'), p.target === 'search' ? `Search: ${p.query}` : `${p.target === 'ticket' ? 'Ticket' : 'User'} #${p.id}`);
     log('pop', `POP → Zendesk opened ${what} (contact ${p.contactId})`);
+    // The sandbox never sees these (the tab routes Zendesk itself): tell the demo page.
+    channel.postMessage({ kind: 'popped', instance, slot, tabId: window.sb?.client.tabId, contactId: p.contactId, target: p.target, id: p.id, query: p.query, pos: p.pos ? `${p.pos.epoch}:${p.pos.seq}` : null });
+  }
+  /**
+   * Show a user, ticket or search in this tab's Zendesk workspace (a pop, or a takeover).
+   * @param {{target: string, id?: number, query?: string, contactId?: string}} p
+   */
+  show(p) {
+    this.open = p;
+    fill($('zendesk-open'), p.target === 'search' ? `Search: ${p.query}` : `${p.target === 'ticket' ? 'Ticket' : 'User'} #${p.id}`);
+    $('zendesk-open').dataset.contactId = p.contactId || '';
   }
   /** @param {any} n */
   notify(n) {
@@ -48,9 +60,13 @@ class DemoHost {
   }
 }
 
+const LOG_LINES = 100;
+
 /** @param {string} kind @param {string} text */
 function log(kind, text) {
-  $('log').prepend(el('li', { 'data-kind': kind }, el('span', { class: 'muted' }, time(), ' '), text));
+  const list = $('log');
+  list.prepend(el('li', { 'data-kind': kind }, el('span', { class: 'muted' }, time(), ' '), text));
+  while (list.children.length > LOG_LINES) list.lastElementChild?.remove();
 }
 
 const host = new DemoHost();
@@ -91,12 +107,45 @@ async function main() {
     $('reassigned').classList.remove('hidden');
     log('reassigned', `This is a duplicated tab: id ${r.from} was live elsewhere, so it is now ${r.to}.`);
   });
-  client.on('owner', (o) => log('owner', o.owner ? `This tab now OWNS contact ${o.contactId}` : `This tab no longer owns contact ${o.contactId}`));
+  client.on('owner', (o) => {
+    log('owner', o.owner ? `This tab now OWNS contact ${o.contactId}` : `This tab no longer owns contact ${o.contactId}`);
+    if (o.owner && o.contact) takeOver(o.contact);
+  });
 
   window.sb = { client, adapter, gate, driver, host, instance };
   client.start();
   channel.postMessage({ kind: 'sync-request', from: instance });
   render(client);
+  tickCountdowns();
+  reportHeight();
+}
+
+/**
+ * This tab gained a contact (failover from a closed owner, or a reload resuming its own): its
+ * workspace shows the contact's ticket (else user), as the previous owner's did. The daemon
+ * pops once, to whoever owned the contact then, so without this the new owner sat on "Home".
+ * Not a pop: it is not the daemon's, and is not counted as one.
+ * @param {any} c
+ */
+function takeOver(c) {
+  if (FINISHED_STATES.has(c.state) || (host.open && host.open.contactId === c.contact_id)) return;
+  const target = c.ticket_id ? 'ticket' : c.user_id ? 'user' : null;
+  if (!target) return;
+  const id = target === 'ticket' ? c.ticket_id : c.user_id;
+  host.show({ target, id, contactId: c.contact_id });
+  log('takeover', `Contact ${c.contact_id} is handled here now: Zendesk opened ${target} #${id}`);
+}
+
+/**
+ * Inside the demo page, keep telling it this page's height, so that its frame grows with the
+ * contacts instead of cutting them off (the log scrolls inside, so the height stays bounded).
+ */
+function reportHeight() {
+  if (window.parent === window) return;
+  const page = /** @type {HTMLElement} */ (document.querySelector('.ccp'));
+  new ResizeObserver(() => {
+    window.parent.postMessage({ kind: 'tab-height', height: Math.ceil(page.getBoundingClientRect().height) }, location.origin);
+  }).observe(page);
 }
 
 /** Messages from the simulated Amazon Connect (the demo page). */
@@ -144,12 +193,15 @@ function render(client) {
   status.className = `badge ${client.state === 'open' ? 'ok' : client.state === 'reconnecting' || client.state === 'connecting' ? 'warn' : 'bad'}`;
   fill(status, client.state);
   renderAgent();
+  // Live contacts first; finished ones stay (the daemon keeps them for a while) but below.
   const contacts = Array.from(client.contacts.values());
+  const live = contacts.filter((c) => !FINISHED_STATES.has(c.state));
+  const finished = contacts.filter((c) => FINISHED_STATES.has(c.state));
   const box = $('contacts');
   if (!contacts.length) {
     fill(box, el('p', { class: 'muted small' }, 'No contacts yet.'));
   } else {
-    fill(box, contacts.map((c) => contactCard(client, c)));
+    fill(box, live.map((c) => contactCard(client, c)), finished.map((c) => finishedCard(client, c)));
   }
   if (!mediaWarning(client.media)) host.warn(null);
   document.body.dataset.tabId = client.tabId || '';
@@ -160,18 +212,18 @@ function render(client) {
 let announced = '';
 /** Tell the demo page who this tab is, when that changed. @param {SwitchboardClient} client */
 function announce(client) {
-  const info = { kind: 'tab', instance, slot, tabId: client.tabId, state: client.state, owned: client.owned().map((c) => c.contact_id) };
+  // "owns N" on the demo page counts the calls this tab is handling, not finished ones.
+  const owned = client.owned().filter((c) => !FINISHED_STATES.has(c.state)).map((c) => c.contact_id);
+  const info = { kind: 'tab', instance, slot, tabId: client.tabId, state: client.state, owned };
   const key = JSON.stringify(info);
   if (key === announced) return;
   announced = key;
   channel.postMessage(info);
 }
 
-/** @param {SwitchboardClient} client @param {any} c */
+/** A live contact. @param {SwitchboardClient} client @param {any} c */
 function contactCard(client, c) {
-  const role = client.roleFor(c.contact_id);
-  const owner = role === 'owner';
-  const live = !['ended', 'acw', 'destroyed', 'missed'].includes(c.state);
+  const owner = client.roleFor(c.contact_id) === 'owner';
   const act = (/** @type {string} */ name, /** @type {any} */ extra) => {
     try {
       client.command(name, c.contact_id, extra);
@@ -181,7 +233,7 @@ function contactCard(client, c) {
     }
   };
   const open = host.open && host.open.target === 'ticket' ? host.open.id : undefined;
-  return el('div', { class: `contact ${owner ? 'owned' : ''}`, 'data-contact-id': c.contact_id, 'data-role': role, 'data-state': c.state },
+  return el('div', { class: `contact ${owner ? 'owned' : ''}`, 'data-contact-id': c.contact_id, 'data-role': owner ? 'owner' : 'observer', 'data-state': c.state },
     el('div', { class: 'head' },
       el('div', {}, el('strong', {}, `${c.type} ${c.direction}`), ' ', el('code', {}, c.contact_id)),
       el('span', { class: `badge role ${owner ? 'owner' : ''}` }, owner ? 'OWNER' : 'observer')),
@@ -191,18 +243,37 @@ function contactCard(client, c) {
       c.customer_endpoint ? ` · ${c.customer_endpoint}` : '',
       c.queue ? ` · ${c.queue}` : ''),
     el('div', { class: 'small muted' },
-      owner ? 'This tab handles it: pops and commands happen here.' : `Owned by tab ${c.owner_tab || '(nobody right now)'}; this tab only watches.`,
-      c.grace_until ? ' Owner disconnected: waiting for it to come back.' : ''),
+      owner ? 'This tab handles it: pops and commands happen here.' : `Owned by tab ${c.owner_tab || '(nobody right now)'}; this tab only watches.`),
+    c.grace_until ? el('div', { class: 'small banner warning grace' },
+      'Owner tab disconnected: it has ', countdown(c.grace_until), ' to come back, then another tab takes over.') : null,
     el('div', { class: 'small' },
       'mode ', c.mode || 'auto',
       c.ticket_id ? ` · ticket #${c.ticket_id}` : '',
       c.user_id ? ` · user #${c.user_id}` : '',
       c.recording_paused ? ' · recording paused' : ''),
-    (c.warnings || []).map((w) => el('div', { class: 'small banner warning' }, w)),
-    owner && live ? el('div', { class: 'row' },
-      el('button', { onclick: () => act('create_ticket', c.user_id ? { user_id: c.user_id } : {}) }, 'Create ticket'),
-      el('button', { disabled: !open, title: 'attach to the ticket open in this tab', onclick: () => act('attach_to_current', { ticket_id: open }) }, 'Attach to current'),
-      el('button', { onclick: () => act(c.recording_paused ? 'resume_recording' : 'pause_recording') }, c.recording_paused ? 'Resume recording' : 'Pause recording')) : null);
+    (c.warnings || []).map((/** @type {string} */ w) => el('div', { class: 'small banner warning' }, w)),
+    // Only what the contact allows: one ticket per contact, recordings only on calls.
+    owner ? el('div', { class: 'row' },
+      c.ticket_id ? null : el('button', { onclick: () => act('create_ticket', c.user_id ? { user_id: c.user_id } : {}) }, 'Create ticket'),
+      el('button', { disabled: !open || open === c.ticket_id, title: 'attach to the ticket open in this tab', onclick: () => act('attach_to_current', { ticket_id: open }) }, 'Attach to current'),
+      c.type === 'voice' ? el('button', { onclick: () => act(c.recording_paused ? 'resume_recording' : 'pause_recording') }, c.recording_paused ? 'Resume recording' : 'Pause recording') : null) : null);
+}
+
+/**
+ * A finished contact: one line, no commands, and not "OWNER" (nobody is handling it any
+ * more; the daemon only keeps it for the retention period, 15 minutes by default).
+ * @param {SwitchboardClient} client @param {any} c
+ */
+function finishedCard(client, c) {
+  const here = client.roleFor(c.contact_id) === 'owner';
+  return el('div', { class: 'contact finished', 'data-contact-id': c.contact_id, 'data-role': here ? 'owner' : 'observer', 'data-state': c.state },
+    el('div', { class: 'head' },
+      el('div', { class: 'small' }, el('strong', {}, `${c.type} ${c.direction}`), ' ', el('code', {}, c.contact_id)),
+      el('span', { class: 'badge role finished' }, 'finished')),
+    el('div', { class: 'small muted' },
+      `${c.state}`,
+      c.ticket_id ? ` · ticket #${c.ticket_id}` : '',
+      ` · handled by ${here ? 'this tab' : `tab ${c.owner_tab || '—'}`}`));
 }
 
 main().catch((err) => {

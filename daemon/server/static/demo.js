@@ -1,7 +1,7 @@
 // The demo page: plays Amazon Connect for one agent (contacts and their events go to every
 // CCP over a BroadcastChannel), hosts the simulated Zendesk tabs as iframes, and shows the
 // daemon's and the Zendesk sandbox's state. `window.demo` is the same API for scripts/tests.
-import { agent, params, streamsChannel, el, fill } from '/static/demo-common.js';
+import { agent, params, streamsChannel, el, fill, FINISHED_STATES, countdown, tickCountdowns } from '/static/demo-common.js';
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 const channel = streamsChannel();
@@ -16,6 +16,8 @@ let nextSlot = 1;
 let agentState = 'Available';
 let counter = 0;
 let mediaFrame = /** @type {HTMLIFrameElement|null} */ (null);
+/** @type {Map<string, any>} pops the tabs performed (the sandbox never sees them), by position */
+const tabPops = new Map();
 
 // -- Amazon Connect ---------------------------------------------------------------------------
 
@@ -104,14 +106,28 @@ channel.onmessage = (ev) => {
   } else if (msg.kind === 'tab') {
     for (const t of tabs.values()) if (`slot-${t.slot}` === msg.instance) t.info = msg;
     renderTabTitles();
+  } else if (msg.kind === 'popped') {
+    // A pop acted on twice would have one position: count each once.
+    tabPops.set(msg.pos || `${msg.instance}:${tabPops.size}`, msg);
+    renderPops();
   }
 };
+
+// The tab pages report their height: their frames grow with them (no cut-off contacts).
+const MIN_FRAME_HEIGHT = 200;
+window.addEventListener('message', (ev) => {
+  if (ev.origin !== location.origin || !ev.data || ev.data.kind !== 'tab-height') return;
+  for (const t of tabs.values()) {
+    if (t.frame && t.frame.contentWindow === ev.source) t.frame.style.height = `${Math.max(MIN_FRAME_HEIGHT, ev.data.height)}px`;
+  }
+});
 
 // -- tabs -------------------------------------------------------------------------------------
 
 function tabUrl(/** @type {string} */ slot) {
   const q = new URLSearchParams({ agent, slot });
-  if ($('media-less').checked) q.set('media_less', '1');
+  const mediaLess = $('media-less').value;
+  if (mediaLess) q.set('media_less', mediaLess);
   return `/demo/tab?${q}`;
 }
 
@@ -156,7 +172,7 @@ function closeTab(slot) {
   t.frame = null;
   t.info = null;
   t.box.classList.add('closed');
-  fill(t.box, tabBar(t), el('div', { class: 'placeholder' }, 'Closed. Reopen within the grace period to keep its calls.'));
+  fill(t.box, tabBar(t), el('div', { class: 'placeholder' }, 'Closed. Reopen it before the grace period runs out (see the countdown) to keep its calls.'));
   renderInitiators();
 }
 
@@ -259,19 +275,36 @@ async function pollDaemon() {
     if (!res.ok) throw new Error(String(res.status));
     const s = await res.json();
     const live = (s.tabs || []).filter((t) => t.connected);
+    fill($('media-less-now'), `media-less ${s.media.media_less ? 'on' : 'off'} for this agent`);
     fill($('daemon-view'),
       el('div', {}, `${live.filter((t) => t.role === 'embedded').length} embedded tab(s) connected, media CCP `,
         el('span', { class: `badge ${s.media.present ? (s.media.ready ? 'ok' : 'warn') : s.media.media_less ? 'bad' : ''}` },
           s.media.present ? (s.media.ready ? 'ready' : 'not ready') : 'absent'),
         ` · media-less ${s.media.media_less ? 'on' : 'off'} · gate ${s.media.gate}`),
       el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'contact'), el('th', {}, 'state'), el('th', {}, 'owner (epoch)'), el('th', {}, 'ticket'))),
-        el('tbody', {}, (s.contacts || []).map((c) => el('tr', { 'data-contact-id': c.contact_id },
-          el('td', { class: 'mono' }, c.contact_id), el('td', {}, c.state),
-          el('td', { class: 'mono' }, `${c.owner_tab || '—'} (${c.epoch})`, c.grace_until ? el('span', { class: 'badge warn' }, 'grace') : ''),
-          el('td', {}, c.ticket_id ? `#${c.ticket_id}` : '—'))))));
+        el('tbody', {}, (s.contacts || []).map((c) => daemonRow(c)))));
   } catch (err) {
     fill($('daemon-view'), `unavailable (${err})`);
   }
+}
+
+/** One contact as the daemon stores it; a finished one is greyed, a grace period counts down. @param {any} c */
+function daemonRow(c) {
+  const finished = FINISHED_STATES.has(c.state);
+  return el('tr', { 'data-contact-id': c.contact_id, class: finished ? 'finished' : '' },
+    el('td', { class: 'mono' }, c.contact_id),
+    el('td', {}, c.state, finished ? el('span', { class: 'badge' }, 'finished') : ''),
+    el('td', { class: 'mono' }, `${c.owner_tab || '—'} (${c.epoch})`,
+      c.grace_until && !finished ? el('span', { class: 'badge warn grace', title: 'the owner tab is gone: failover when this reaches 0' }, 'grace ', countdown(c.grace_until)) : ''),
+    el('td', {}, c.ticket_id ? `#${c.ticket_id}` : '—'));
+}
+
+/** The pops the tabs performed: with POP_VIA=tab (the default) Zendesk's API never sees them. */
+function renderPops() {
+  const recent = Array.from(tabPops.values()).slice(-4).reverse();
+  fill($('tab-pops'),
+    el('div', {}, el('strong', { class: 'count' }, String(tabPops.size)), ' pop(s) performed by the owning tabs since this page opened'),
+    recent.map((p) => el('div', { class: 'muted' }, `tab ${p.slot ?? p.tabId ?? '?'} opened ${p.target === 'search' ? `search “${p.query}”` : `${p.target} #${p.id}`} (${p.contactId})`)));
 }
 
 async function pollZendesk() {
@@ -281,7 +314,7 @@ async function pollZendesk() {
     const z = await res.json();
     const tickets = (z.tickets || []).slice().reverse().slice(0, 8);
     fill($('zendesk-view'),
-      el('div', {}, `${(z.tickets || []).length} ticket(s), ${(z.users || []).filter((u) => u.role === 'end-user').length} customer(s), ${(z.pops || []).length} pop(s)`),
+      el('div', {}, `${(z.tickets || []).length} ticket(s), ${(z.users || []).filter((u) => u.role === 'end-user').length} customer(s), ${(z.pops || []).length} pop(s) through Zendesk's API`),
       tickets.map((t) => el('div', { class: 'ticket', 'data-ticket-id': t.id },
         el('div', {}, el('strong', {}, `#${t.id} `), t.subject || '(no subject)'),
         el('div', { class: 'muted' }, `external id ${t.external_id || '—'} · ${t.status} · ${(t.comments || []).length} comment(s)`),
@@ -295,7 +328,8 @@ async function pollZendesk() {
 
 function start() {
   fill($('agent-id'), agent);
-  $('media-less').checked = params.get('media_less') === '1';
+  const mediaLess = params.get('media_less');
+  $('media-less').value = mediaLess === '1' || mediaLess === 'true' ? '1' : mediaLess === '0' || mediaLess === 'false' ? '0' : '';
   $('place').addEventListener('click', () => {
     const kind = $('kind').value;
     placeContact({ kind, number: $('number').value, queue: $('queue').value, attributes: attributes(), from: kind === 'outbound' ? $('initiator').value : undefined });
@@ -317,6 +351,8 @@ function start() {
   setInterval(pollZendesk, 1500);
   pollDaemon();
   pollZendesk();
+  renderPops();
+  tickCountdowns();
 }
 
 window.demo = { agent, placeContact, event, accept, end, clear, miss, chat, addTab, reloadTab, closeTab, duplicateTab, openMedia, closeMedia, contacts, tabs };
