@@ -135,11 +135,7 @@ class DaemonProcess(Process):
                 "SWITCHBOARD_ZENDESK_EMAIL": SANDBOX_EMAIL,
                 "SWITCHBOARD_ZENDESK_API_TOKEN": SANDBOX_TOKEN,
             }
-        for name, value in settings.items():  # None: unset (secret=None: a dev secret)
-            if value is None:
-                env.pop(f"SWITCHBOARD_{name.upper()}", None)
-            else:
-                env[f"SWITCHBOARD_{name.upper()}"] = str(value)
+        env.update({f"SWITCHBOARD_{k.upper()}": str(v) for k, v in settings.items()})
         args = ["serve", "--host", "127.0.0.1", "--ws-port", str(ws_port)]
         args += ["--http-port", str(http_port), "--node-id", node_id]
         if redis_url is not None:

@@ -18,10 +18,6 @@ class Daemon(DaemonProcess):
 
 def start_daemon(directory: Path, **settings: Any) -> Daemon:
     defaults: dict[str, Any] = {
-        # The demo routes exist only in demo mode, which a configured secret rules out: the
-        # daemon keeps a development secret (under the test's directory) and mints the tokens.
-        "demo": "true",
-        "secret": None,
         "grace_seconds": GRACE_SECONDS,
         "media_less": "false",
         "workflow_scan_seconds": 0.5,
