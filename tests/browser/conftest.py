@@ -7,6 +7,7 @@ install`). Every test uses its own agent id, so tests sharing a daemon do not se
 """
 
 import importlib.util
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +28,14 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 # Committed (the README shows them) and rewritten by every run, so they stay current.
-SCREENSHOTS = ROOT / "tests" / "browser" / "screenshots"
+#: The README's pictures, refreshed by `SWITCHBOARD_UPDATE_SCREENSHOTS=1 bash tests/run.sh
+#: tests/browser`; an ordinary run writes to artifacts/ so a checkout stays clean.
+README_SCREENSHOTS = ROOT / "tests" / "browser" / "screenshots"
+SCREENSHOTS = (
+    README_SCREENSHOTS
+    if os.environ.get("SWITCHBOARD_UPDATE_SCREENSHOTS")
+    else ROOT / "artifacts" / "screenshots"
+)
 SCREENSHOT_MAX_BYTES = 300_000
 
 HAS_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
@@ -103,8 +111,8 @@ def agent() -> str:
 
 @pytest.fixture
 def screenshot() -> Screenshot:
-    """`screenshot(page_or_locator, "name", **options)` saves SCREENSHOTS/name.png. They are
-    committed and shown in the README, so each must stay under SCREENSHOT_MAX_BYTES."""
+    """`screenshot(page_or_locator, "name", **options)` saves SCREENSHOTS/name.png. The README
+    shows them, so each must stay under SCREENSHOT_MAX_BYTES."""
 
     def save(target: Any, name: str, **options: Any) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
