@@ -11,6 +11,7 @@ import re
 import pytest
 
 from daemon.app import Daemon
+from daemon.server.metrics import Metrics
 from tests.daemons import eventually
 from tests.ops.conftest import (
     call,
@@ -184,3 +185,45 @@ async def test_the_exposition_passes_promtool_with_every_series_present(node: Da
     node.metrics.errors.labels(code="bad_message").inc()
     code, out = await promtool("check", "metrics", stdin=await scrape_text(node))
     assert code == 0, out
+
+
+#: Labels whose values grow with traffic: never allowed on a series.
+UNBOUNDED_LABELS = {
+    "agent",
+    "contact",
+    "contact_id",
+    "tab",
+    "tab_id",
+    "ticket",
+    "user",
+    "id",
+    "url",
+}
+
+
+def test_names_and_labels_follow_prometheus_conventions() -> None:
+    """Counters end in _total, durations are histograms in seconds, sizes in bytes, no ids."""
+    families = list(Metrics().registry.collect())
+    ours = [f for f in families if f.name.startswith("switchboard_")]
+    assert len(ours) >= 20
+    assert {f.name for f in families} >= {
+        "process_open_fds",
+        "process_max_fds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds",
+        "python_info",
+    }
+    for family in ours:
+        assert re.fullmatch(r"switchboard_[a-z][a-z0-9_]*[a-z0-9]", family.name), family.name
+        if family.type == "histogram":
+            assert family.name.endswith("_duration_seconds"), family.name
+        if family.type == "gauge":
+            assert not family.name.endswith(("_total", "_seconds", "_count")), family.name
+        for unit in ("seconds", "bytes"):  # the unit is the last word (a counter's before _total)
+            if unit in family.name:
+                assert family.name.endswith("_" + unit), family.name
+        assert family.documentation, family.name
+    samples = Metrics()
+    samples.zendesk.request("GET", "/api/v2/users/{user_id}", 200, 0.1)
+    labels = {label for f in samples.registry.collect() for s in f.samples for label in s.labels}
+    assert not labels & UNBOUNDED_LABELS
