@@ -17,8 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from daemon.app import Daemon
-from tests.ops.conftest import call, open_agent_tab
+from tests.ops.conftest import Node, call, open_agent_tab
 from tests.ops.scrape import (
     PROMTOOL,
     exported_names,
@@ -177,11 +176,11 @@ def test_metric_names_are_found_in_promql() -> None:
     }
 
 
-async def test_dashboard_and_alerts_name_only_exported_metrics(node: Daemon) -> None:
+async def test_dashboard_and_alerts_name_only_exported_metrics(node: Node) -> None:
     tab = await open_agent_tab(node)
     await call(node, tab, "c-1")
-    scraped = {name for name, _ in await scrape(node)}
-    exported = exported_names(node.metrics.registry) | scraped
+    scraped = {name for name, _ in await scrape(node.daemon)}
+    exported = exported_names(node.daemon.metrics.registry) | scraped
     await tab.close()
 
     exprs = dashboard_exprs(dashboard())

@@ -10,10 +10,10 @@ import re
 
 import pytest
 
-from daemon.app import Daemon
 from daemon.server.metrics import Metrics
 from tests.daemons import eventually
 from tests.ops.conftest import (
+    Node,
     call,
     finished,
     open_agent_tab,
@@ -57,11 +57,11 @@ def assert_requests_match_latency(samples: Samples) -> None:
             assert counted == timed, (method, endpoint, counted, timed)
 
 
-async def test_one_call_moves_the_series_an_operator_reads(node: Daemon) -> None:
+async def test_one_call_moves_the_series_an_operator_reads(node: Node) -> None:
     tab = await open_agent_tab(node)
-    before = await scrape(node)
+    before = await scrape(node.daemon)
     await call(node, tab, "c-1")
-    after = await scrape(node)
+    after = await scrape(node.daemon)
 
     # Zendesk requests, by route template and status: the ticket was created once (201)
     # and updated once with the voice comment (200); ids never become label values.
@@ -102,14 +102,14 @@ async def test_one_call_moves_the_series_an_operator_reads(node: Daemon) -> None
     assert label_values(after, "python_info", "implementation")
 
     # What was exposed is exactly what the registry declares (the dashboard test relies on it).
-    assert {name for name, _ in after} <= exported_names(node.metrics.registry)
+    assert {name for name, _ in after} <= exported_names(node.daemon.metrics.registry)
     await tab.close()
 
 
-async def test_retried_5xx_and_429_are_counted_by_status_with_their_waits(node: Daemon) -> None:
+async def test_retried_5xx_and_429_are_counted_by_status_with_their_waits(node: Node) -> None:
     """Zendesk answers 503, then 429, then creates the ticket: one step, three attempts."""
     tab = await open_agent_tab(node)
-    before = await scrape(node)
+    before = await scrape(node.daemon)
     await sandbox_faults(
         node,
         [
@@ -118,7 +118,7 @@ async def test_retried_5xx_and_429_are_counted_by_status_with_their_waits(node: 
         ],
     )
     await call(node, tab, "c-1")
-    after = await scrape(node)
+    after = await scrape(node.daemon)
 
     (endpoint,) = [e for e in label_values(after, REQUESTS, "endpoint") if e.endswith("/tickets")]
     by_status = {
@@ -138,14 +138,14 @@ async def test_retried_5xx_and_429_are_counted_by_status_with_their_waits(node: 
     await tab.close()
 
 
-async def test_refused_and_failing_steps_are_counted_by_kind_and_error(node: Daemon) -> None:
+async def test_refused_and_failing_steps_are_counted_by_kind_and_error(node: Node) -> None:
     """Zendesk refuses the new user for good (422) and is down (503) for the voice comment.
 
     The refusal is a step failure of kind CreateUser; the outage makes runs end in "error"
     with ServerError failures of AddVoiceComment until Zendesk is back, when the run is done.
     """
     tab = await open_agent_tab(node)
-    before = await scrape(node)
+    before = await scrape(node.daemon)
     await sandbox_faults(
         node,
         [
@@ -157,13 +157,13 @@ async def test_refused_and_failing_steps_are_counted_by_kind_and_error(node: Dae
     await report_call(tab, "c-2", unknown_caller("Refused Caller", "+447700900999"))
 
     async def failing() -> bool:
-        now = await scrape(node)
+        now = await scrape(node.daemon)
         return delta(now, before, RUNS, result="error") >= 1
 
     await eventually(failing, 20.0)
     await sandbox_faults(node, None)  # Zendesk is back
     await finished(node, "c-2")
-    after = await scrape(node)
+    after = await scrape(node.daemon)
 
     assert delta(after, before, STEP_FAILURES, kind="CreateUser", error="InvalidRecord") == 1
     assert delta(after, before, STEP_FAILURES, kind="AddVoiceComment", error="ServerError") >= 1
@@ -178,12 +178,14 @@ async def test_refused_and_failing_steps_are_counted_by_kind_and_error(node: Dae
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) not installed")
-async def test_the_exposition_passes_promtool_with_every_series_present(node: Daemon) -> None:
+async def test_the_exposition_passes_promtool_with_every_series_present(node: Node) -> None:
     """Lint the page once every labelled series exists, not just the ones a call touched."""
-    node.metrics.zendesk.waited("rate_limiter", 0.5)
-    node.metrics.workflow_step_failures.labels(kind="CreateTicket", error="ServerError").inc()
-    node.metrics.errors.labels(code="bad_message").inc()
-    code, out = await promtool("check", "metrics", stdin=await scrape_text(node))
+    node.daemon.metrics.zendesk.waited("rate_limiter", 0.5)
+    node.daemon.metrics.workflow_step_failures.labels(
+        kind="CreateTicket", error="ServerError"
+    ).inc()
+    node.daemon.metrics.errors.labels(code="bad_message").inc()
+    code, out = await promtool("check", "metrics", stdin=await scrape_text(node.daemon))
     assert code == 0, out
 
 
