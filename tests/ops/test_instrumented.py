@@ -139,10 +139,14 @@ async def test_an_unreachable_redis_is_timed_and_counted_as_failing() -> None:
 
 
 async def test_the_shared_limiter_reports_each_request_that_waited_once() -> None:
-    """GCRA at 300/min (one slot per 0.2 s), burst 1: two requests pass, the third waits."""
+    """GCRA at 60/min (a slot a second), burst 1: two requests pass at once, the third waits.
+
+    A slot a second leaves a loaded machine a whole second between the first two acquires
+    before the third would stop having to wait.
+    """
     metrics = Metrics()
     limiter = SharedRateLimiter(
-        MemoryStore(), "zendesk:test", per_minute=300, burst=1, observer=metrics.zendesk
+        MemoryStore(), "zendesk:test", per_minute=60, burst=1, observer=metrics.zendesk
     )
     await limiter.acquire()
     await limiter.acquire()
@@ -150,4 +154,4 @@ async def test_the_shared_limiter_reports_each_request_that_waited_once() -> Non
     await limiter.acquire()
     assert sample(metrics, "switchboard_zendesk_waits_total", cause="rate_limiter") == 1
     waited = sample(metrics, "switchboard_zendesk_wait_seconds_total", cause="rate_limiter")
-    assert 0.1 <= waited < 5.0
+    assert 0 < waited < 5.0
