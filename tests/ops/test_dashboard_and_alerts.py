@@ -30,6 +30,7 @@ from tests.ops.scrape import (
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "switchboard-dashboard.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 SCHEMA = Path(__file__).with_name("grafana-dashboard.schema.json")
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yml")
 
@@ -205,10 +206,13 @@ needs_promtool = pytest.mark.skipif(
 
 
 @needs_promtool
-async def test_promtool_accepts_the_rules() -> None:
+async def test_promtool_accepts_the_rules_and_the_example_config() -> None:
     code, out = await promtool("check", "rules", str(ALERTS))
     assert code == 0, out
     assert f"SUCCESS: {len(alert_rules())} rules found" in out
+    code, out = await promtool("check", "config", str(PROMETHEUS_CONFIG))
+    assert code == 0, out
+    assert "SUCCESS: 1 rule files found" in out  # it loads alerts.yml
 
 
 @needs_promtool
