@@ -24,6 +24,7 @@ from daemon.server.ops import Demo, create_ops_app
 from daemon.server.ws import start_ws_server
 from daemon.store.base import Store, StoreUnavailable
 from daemon.store.factory import open_store
+from daemon.store.instrumented import instrumented
 from daemon.zendesk.scheduler import WorkflowScheduler
 from daemon.zendesk.wiring import ZendeskSide, start_zendesk
 from protocol.messages import Notify
@@ -58,6 +59,7 @@ class Daemon:
         self.store = self._given_store or open_store(
             s.redis_url, cluster=s.redis_cluster or None, stream_max=s.stream_max
         )
+        self.store = instrumented(self.store, self.metrics.store_operation)
         self.hub = AgentHub(self.store, s.rules(), s.node_id, self.metrics)
         self.zendesk = await start_zendesk(s, self.store, self.hub, self.metrics)
         self.connect = await start_connect(s, self.store, self.metrics)

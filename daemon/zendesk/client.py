@@ -52,6 +52,7 @@ from daemon.zendesk.retry import (
     InvalidRecord,
     LocalRateLimiter,
     NotFound,
+    Observer,
     RateLimited,
     RateLimiter,
     RetryPolicy,
@@ -75,6 +76,7 @@ __all__ = [
     "NotFound",
     "OAuthAuth",
     "OAuthTokens",
+    "Observer",
     "RateLimited",
     "RateLimiter",
     "RetryPolicy",
@@ -155,10 +157,12 @@ class ZendeskClient:
         backoff_max: float = 30.0,
         max_retry_after: float = 120.0,
         user_agent: str = USER_AGENT,
+        observer: Observer | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.limiter = limiter
+        self.observer = observer
         self.timeout = timeout
         self.retry = RetryPolicy(
             max_attempts=max(1, max_attempts),
@@ -246,36 +250,20 @@ class ZendeskClient:
                     raw = await resp.read()
                     status, resp_headers = resp.status, resp.headers
             except (aiohttp.ClientError, TimeoutError) as exc:
-                duration = time.monotonic() - started
+                self._attempted(method, template, None, attempt, started, type(exc).__name__)
                 # Refused connections never reached Zendesk; anything else may have been applied.
                 maybe_applied = not isinstance(exc, aiohttp.ClientConnectorError)
-                log.warning(
-                    "zendesk.request",
-                    method=method,
-                    path=template,
-                    status=None,
-                    attempt=attempt,
-                    duration_ms=round(duration * 1000, 1),
-                    error=type(exc).__name__,
-                )
                 if maybe_applied and recover is not None:
                     landed = await self._recover(recover)
                     if landed is not None:
                         return landed
                 if attempt >= self.retry.max_attempts:
                     raise TransportError(None, None, f"{method} {template}: {exc!r}") from exc
-                await asyncio.sleep(self.retry.backoff(attempt))
+                await self._pause("backoff", self.retry.backoff(attempt))
                 continue
 
+            self._attempted(method, template, status, attempt, started)
             body = _decode(raw)
-            log.info(
-                "zendesk.request",
-                method=method,
-                path=template,
-                status=status,
-                attempt=attempt,
-                duration_ms=round((time.monotonic() - started) * 1000, 1),
-            )
             if status < 400:
                 return ApiResponse(status, body, resp_headers)
             if status == 401 and not refreshed:
@@ -289,7 +277,7 @@ class ZendeskClient:
                 if attempt >= self.retry.max_attempts or wait > self.retry.max_retry_after:
                     raise RateLimited(status, body, retry_after)
                 log.info("zendesk.rate_limited", path=template, wait_s=wait, attempt=attempt)
-                await asyncio.sleep(wait)
+                await self._pause("too_many_requests", wait)
                 continue
             if status >= 500:
                 if recover is not None:
@@ -302,9 +290,36 @@ class ZendeskClient:
                 delay = self.retry.backoff(attempt)
                 if retry_after is not None and retry_after <= self.retry.max_retry_after:
                     delay = max(delay, retry_after)
-                await asyncio.sleep(delay)
+                await self._pause("backoff", delay)
                 continue
             raise error_for(status, body)
+
+    def _attempted(
+        self,
+        method: str,
+        template: str,
+        status: int | None,
+        attempt: int,
+        started: float,
+        error: str | None = None,
+    ) -> None:
+        """Log and measure one attempt, by path template so ids never become labels."""
+        duration = time.monotonic() - started
+        fields = {"method": method, "path": template, "status": status, "attempt": attempt}
+        if error is None:
+            log.info("zendesk.request", **fields, duration_ms=round(duration * 1000, 1))
+        else:
+            log.warning(
+                "zendesk.request", **fields, duration_ms=round(duration * 1000, 1), error=error
+            )
+        if self.observer is not None:
+            self.observer.request(method, template, status, duration)
+
+    async def _pause(self, cause: str, seconds: float) -> None:
+        """Sleep before the next attempt, reporting why and for how long."""
+        if self.observer is not None:
+            self.observer.waited(cause, seconds)
+        await asyncio.sleep(seconds)
 
     async def _recover(self, recover: Recover) -> ApiResponse | None:
         """Ask whether a write whose answer was lost landed; failures mean "don't know"."""

@@ -156,6 +156,19 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
 # --------------------------------------------------------------------------- rate limiting
 
 
+class Observer(Protocol):
+    """Where the client and the limiter report what they did (the daemon's metrics).
+
+    ``request``: one HTTP attempt ended, with the path *template* (never raw ids) and the
+    status, None when no answer came back. ``waited``: a pause before a request, by cause
+    (``rate_limiter``, ``too_many_requests``, ``backoff``). Both must be quick and not raise.
+    """
+
+    def request(self, method: str, endpoint: str, status: int | None, seconds: float) -> None: ...
+
+    def waited(self, cause: str, seconds: float) -> None: ...
+
+
 @runtime_checkable
 class RateLimiter(Protocol):
     """Grants permission for one API request; ``acquire`` waits until it may be sent."""

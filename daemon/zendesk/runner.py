@@ -72,6 +72,12 @@ ATTEMPT = "~attempt:"
 PERMANENT = frozenset({400, 404, 422})
 
 FetchRecording = Callable[[str, str], Awaitable[bytes | None]]
+#: Wraps one step's Zendesk work: awaits it and returns (or raises) what it does.
+ObserveStep = Callable[[Step, Awaitable[Any]], Awaitable[Any]]
+
+
+async def _unobserved(step: Step, work: Awaitable[Any]) -> Any:
+    return await work
 
 
 @dataclass
@@ -91,6 +97,8 @@ class RunnerDeps:
     # "tab": the owning tab routes itself (ZAF routeTo, no API request); "zendesk": Talk
     # Partner Edition's display endpoints, falling back to the tab where the account has none.
     pop_via: Literal["tab", "zendesk"] = "tab"
+    # The daemon's metrics count each step and its failure by kind here (Metrics.workflow_step).
+    observe_step: ObserveStep = _unobserved
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +154,8 @@ async def run_contact(deps: RunnerDeps, agent_id: str, contact_id: str, lease: L
             if not await store.lease_is_current(lease):
                 return RunResult(False, "stale", executed)
         try:
-            result = await Executor(deps, agent_id, contact).run(step, recovering=recovering)
+            work = Executor(deps, agent_id, contact).run(step, recovering=recovering)
+            result = await deps.observe_step(step, work)
         except ZendeskError as exc:
             if exc.status not in PERMANENT:
                 log.warning(

@@ -102,8 +102,10 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         sandbox_state, agent_user_id = state, sandbox_agent
     else:
         base, auth, description = s.zendesk_url.rstrip("/"), _auth(s), s.zendesk_url
-    limiter = SharedRateLimiter(store, f"zendesk:{base}", PLAN_LIMITS[s.zendesk_plan])
-    client = ZendeskClient(base, auth, limiter=limiter)
+    limiter = SharedRateLimiter(
+        store, f"zendesk:{base}", PLAN_LIMITS[s.zendesk_plan], observer=metrics.zendesk
+    )
+    client = ZendeskClient(base, auth, limiter=limiter, observer=metrics.zendesk)
     await client.__aenter__()
 
     async def load_contact(agent: str, contact_id: str) -> Contact | None:
@@ -127,10 +129,12 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         load_contact=load_contact,
         report=report,
         pop_via=s.pop_via,
+        observe_step=metrics.workflow_step,
     )
 
     async def run(agent: str, contact_id: str, lease: Lease) -> bool:
         result = await run_contact(deps, agent, contact_id, lease)
+        metrics.workflow_runs.labels(result=result.reason).inc()
         return result.done
 
     async def close() -> None:
