@@ -13,6 +13,7 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v git >/dev/null 2>&1 || missing+=(git)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ((${#missing[@]})); then
   apt_install "${missing[@]}"
 fi
