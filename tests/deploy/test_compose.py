@@ -2,7 +2,9 @@
 shared with systemd and `kubectl create secret --from-env-file`)."""
 
 import json
+import os
 import re
+import secrets
 import subprocess
 import tomllib
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from daemon.config import Settings
 
@@ -128,3 +131,38 @@ def test_the_example_values_are_unquoted_for_compose_systemd_and_kubectl_alike()
         assert not value.startswith(("'", '"')), name
     origins = {n: v for n, v, _ in example_lines()}["SWITCHBOARD_ALLOWED_ORIGINS"]
     assert json.loads(origins) == ["https://SUBDOMAIN.zendesk.com"]
+
+
+def load_example(monkeypatch: pytest.MonkeyPatch, fill: dict[str, str]) -> Settings:
+    """Settings as a node reads them from the example (with `fill` written into it)."""
+    for name in [n for n in os.environ if n.startswith("SWITCHBOARD_")]:
+        monkeypatch.delenv(name)
+    for name, value, commented in example_lines():
+        if name in fill:
+            monkeypatch.setenv(name, fill[name])
+        elif not commented:
+            monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def test_the_example_as_shipped_does_not_start_a_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError):
+        load_example(monkeypatch, {})
+
+
+def test_the_example_filled_in_is_a_complete_production_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = secrets.token_hex(32)
+    settings = load_example(
+        monkeypatch,
+        {
+            "SWITCHBOARD_SECRET": secret,
+            "SWITCHBOARD_ADMIN_TOKEN": secrets.token_hex(32),
+            "SWITCHBOARD_ZENDESK_OAUTH_TOKEN": "oauth-access-token",
+            "SWITCHBOARD_HOST": "0.0.0.0",  # as the image and the manifests set it
+        },
+    )
+    assert settings.secret is not None and settings.secret.get_secret_value() == secret
+    assert settings.allowed_origins == ["https://SUBDOMAIN.zendesk.com"]
+    assert settings.zendesk_url == "https://SUBDOMAIN.zendesk.com"
