@@ -53,7 +53,10 @@ class Server:
         self.password = PASSWORD if "--requirepass" in args else None
         self.process = subprocess.Popen(self.args)
         if not self._wait():
-            pytest.fail(f"redis-server did not start: {(data / 'log').read_text()[-2000:]}")
+            self.process.kill()
+            self.process.wait()
+            log = data / "log"
+            pytest.fail(f"redis-server did not start: {log.read_text() if log.exists() else ''}")
 
     def _wait(self) -> bool:
         deadline = time.monotonic() + 20
