@@ -31,7 +31,7 @@ _SECCOMP_OK = {"RuntimeDefault", "Localhost"}
 def pod_spec(resource: dict[str, Any]) -> dict[str, Any] | None:
     """The pod spec a workload resource creates pods from, or None for other kinds."""
     kind = resource["kind"]
-    spec: dict[str, Any] = resource["spec"]
+    spec: dict[str, Any] = resource.get("spec") or {}
     if kind == "Pod":
         return spec
     if kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}:

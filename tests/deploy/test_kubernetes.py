@@ -65,9 +65,13 @@ DAEMON_POD: dict[str, Any] = DAEMON["spec"]["template"]["spec"]
 
 
 def test_the_manifests_are_found() -> None:
-    assert {p.name for p in manifest_files()} == {"switchboard.yaml", "redis.yaml"}
+    assert {p.name for p in manifest_files()} == {
+        "namespace.yaml",
+        "switchboard.yaml",
+        "redis.yaml",
+    }
     assert {r["kind"] for r in RESOURCES} >= {
-        "Deployment", "Service", "PodDisruptionBudget", "StatefulSet",
+        "Namespace", "Deployment", "Service", "PodDisruptionBudget", "StatefulSet", "NetworkPolicy",
     }  # fmt: skip
 
 
@@ -76,6 +80,17 @@ def test_kustomization_applies_every_manifest_with_the_pinned_image() -> None:
     assert sorted(k["resources"]) == [p.name for p in manifest_files()]
     [image] = [i for i in k["images"] if i["name"] == "switchboard"]
     assert image["newTag"] == VERSION
+    [namespace] = [r for r in RESOURCES if r["kind"] == "Namespace"]
+    assert k["namespace"] == namespace["metadata"]["name"]
+    # Namespaced resources take the kustomization's namespace; none names another.
+    assert not [rid(r) for r in RESOURCES if "namespace" in r["metadata"]]
+
+
+def test_the_cluster_enforces_the_restricted_standard_in_the_namespace() -> None:
+    [namespace] = [r for r in RESOURCES if r["kind"] == "Namespace"]
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "latest"
 
 
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
@@ -321,6 +336,16 @@ def test_only_the_daemon_may_reach_redis() -> None:
     assert peer["podSelector"]["matchLabels"] == DAEMON_LABELS
 
 
+def test_the_ops_port_refuses_traffic_from_outside_the_cluster() -> None:
+    policy = one("NetworkPolicy", "switchboard")
+    assert policy["spec"]["podSelector"]["matchLabels"] == DAEMON_LABELS
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = {tuple(p["port"] for p in rule["ports"]): rule for rule in policy["spec"]["ingress"]}
+    assert set(rules) == {("ws",), ("ops",)}
+    assert "from" not in rules[("ws",)]  # tabs: from anywhere, through the Ingress
+    assert rules[("ops",)]["from"] == [{"namespaceSelector": {}}]  # pods of this cluster only
+
+
 def _secret_refs() -> set[str]:
     """Every Secret name the workloads read, by envFrom or by key."""
     names: set[str] = set()
@@ -339,7 +364,8 @@ def _secret_refs() -> set[str]:
 def test_no_secret_lives_in_the_repository_and_the_readme_creates_each_one() -> None:
     assert not [r for r in RESOURCES if r["kind"] == "Secret"]
     readme = (ROOT / "deploy" / "README.md").read_text()
-    created = set(re.findall(r"kubectl create secret generic ([\w-]+)", readme))
+    namespace = yaml.safe_load((KUBE / "kustomization.yaml").read_text())["namespace"]
+    created = set(re.findall(rf"kubectl -n {namespace} create secret generic ([\w-]+)", readme))
     assert _secret_refs() == created == {"switchboard", "switchboard-redis"}
     assert "--from-literal=password=" in readme  # the key switchboard-redis is read by
 
