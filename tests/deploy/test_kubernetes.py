@@ -26,7 +26,8 @@ VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["versi
 # the newest the installed kubernetes-validate knows.
 KUBE_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
 WS_PORT, OPS_PORT = 8765, 8766
-# The daemon's bound on closing its tabs after SIGTERM: websockets' close handshake timeout.
+# A generous bound on the daemon's shutdown after SIGTERM: its tabs' close handshakes (each
+# bounded by the server's close_timeout, a few seconds) and closing its store and clients.
 SHUTDOWN_SECONDS = 10
 
 Resource = dict[str, Any]
