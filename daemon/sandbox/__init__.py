@@ -1,8 +1,11 @@
 """A faithful in-memory simulator of the Zendesk Support API, served by aiohttp.
 
-Used by tests (over real HTTP) and by ``switchboard serve`` when no Zendesk account is
-configured. Responses follow Zendesk's OpenAPI description; fault injection, request counts and
-state inspection live under ``/__sandbox/``.
+DEVELOPMENT PART, NOT FOR PRODUCTION. It keeps everything in memory and exposes fault
+injection and state under ``/__sandbox/`` to anyone who can reach it. It ships in the
+distribution (it needs no dependency beyond the daemon's own) for the test suite, which drives
+it over real HTTP, and for the local demo (``switchboard serve --demo``); a production node
+talks to a real Zendesk account and never starts it. Responses follow Zendesk's OpenAPI
+description.
 """
 
 from daemon.sandbox.app import create_app, run_sandbox
