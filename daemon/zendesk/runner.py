@@ -365,12 +365,12 @@ def _replaying(step: Step, journal: Mapping[str, Any]) -> bool:
     tid = getattr(step, "ticket_id", None)
     if tid is None:
         return False
+    # Records of writes to tickets say whether they met earlier writes (`existing`).
     writes = [
-        v for k, v in journal.items()
-        if not k.startswith("~") and isinstance(v, dict) and v.get("ticket_id") == tid
-        and "failed" not in v
+        v for v in journal.values()
+        if isinstance(v, dict) and v.get("ticket_id") == tid and "existing" in v
     ]  # fmt: skip
-    return not writes or any(w.get("existing") for w in writes)
+    return not writes or any(w["existing"] for w in writes)
 
 
 def _leading_reports(steps: Sequence[Step]) -> list[Report]:
