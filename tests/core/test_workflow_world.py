@@ -168,8 +168,8 @@ class World:
                 own = current_ticket(self.journals.get(initial, {}))
                 external_id = AGENT.scope.of(initial).external_id
                 found = [t["id"] for t in self.tickets.values() if t["external_id"] == external_id]
-                tid = own if own in self.tickets else (found[0] if found else None)
-                ticket = self.info(tid) if tid is not None else None
+                candidates = [own] if own is not None and own in self.tickets else found
+                ticket = self.info(candidates[0]) if candidates else None
                 return {"ticket": ticket, "agent": "agent-a", "refused": None}
             case FindRecentTickets(user_id=uid):
                 self.reads.append(step)
