@@ -64,12 +64,16 @@ none; no recording upload, no speech analysis, attributes unchanged at the end):
   1 details note instead of the creation), +1 if attributes changed or analysis is enabled.
 - unrecognised caller, auto mode: 4 — phone search, create user, create ticket, voice comment.
 - agent mode, recognised caller: 3 — phone search, then either the agent's create_ticket /
-  the forced ticket at the end (1, with the details) or attach_to_current (1 details note),
-  and the voice comment.
+  the forced ticket at the end (1, with the details) or attach_to_current (1 details note,
+  +1 read: see below), and the voice comment.
 - chat, recognised by email, auto mode: 3 — user search, create ticket, transcript.
 
 A retry after a crash between a write and its journal entry costs one more read (the
-ticket's comments, or the tickets with our external_id) for that step only.
+ticket's comments, or the tickets with our external_id) for that step only. The first write
+to a ticket the contact did not create (attach_to_current, a requested, recent or transfer
+ticket) reads the ticket's comments first: if the contact's own marker is already there, its
+journal was lost (the store restarted empty and the contact was sent again), and every later
+write to that ticket is checked the same way (see `daemon.zendesk.runner`).
 """
 
 import dataclasses
