@@ -133,6 +133,7 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         report=report,
         pop_via=s.pop_via,
         holder=s.node_id,
+        landing_seconds=s.workflow_landing_seconds,
     )
 
     async def run(agent: str, contact_id: str, lease: Lease) -> RunResult:

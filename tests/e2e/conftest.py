@@ -40,6 +40,7 @@ FAST: dict[str, Any] = {
     "workflow_scan_seconds": 0.3,
     "workflow_lease_seconds": 1.5,
     "node_ttl_seconds": 1.5,
+    "workflow_landing_seconds": 2.0,
 }
 TIMEOUT = 15.0  # generous: `eventually` returns as soon as the condition holds
 
@@ -97,10 +98,10 @@ class Rig:
             # timeouts and backoffs fit in a test (the retry logic itself is unchanged).
             daemon.zendesk.client.timeout = 1.0
             daemon.zendesk.client.retry = RetryPolicy(max_attempts=5, base_delay=0.05)
-            # Likewise the runner's: a request held past the client's timeout lands within
-            # 2 s here, and a contact's backoff after a failure starts at a fifth of a second.
+            # Likewise the runner's backoff: a contact's next attempt after a failure comes
+            # after a fifth of a second at first.
             deps = daemon.zendesk.deps
-            deps.landing_seconds, deps.backoff_base, deps.backoff_cap = 2.0, 0.2, 2.0
+            deps.backoff_base, deps.backoff_cap = 0.2, 2.0
         return daemon
 
     @property
