@@ -151,6 +151,7 @@ async def test_transfer_from_another_agent_reaches_the_first_agents_ticket(rig: 
     assert journal["lookup:transfer"]["agent"] == "agent-a"
     details = [c for c in ticket.comments if rig.identity("c-1").marker_prefix in c.body]
     assert len(details) == 1 and "Initial contact ID: c-0" in details[0].body
+    assert "Transferred from agent: agent-a" in details[0].body
 
 
 async def test_recent_ticket_is_reused(rig: Rig) -> None:

@@ -73,13 +73,20 @@ def details(
     call_from: str | None,
     call_to: str | None,
     with_call_parties: bool,
+    transferred_from: str | None = None,
 ) -> str:
-    """The "Amazon Connect Contact Details" note added when the contact connects."""
+    """The "Amazon Connect Contact Details" note added when the contact connects.
+
+    `transferred_from`: the agent whose contact this one was transferred from, when the
+    workflow followed that link to another agent's ticket (recorded here for all to see).
+    """
     kind = {"voice": "call", "chat": "chat", "task": "task"}[contact.type]
     lines = [DETAILS_TITLE, f"Direction: {contact.direction.capitalize()} {kind}"]
     lines.append(f"Contact ID: {contact.contact_id}")
     if contact.initial_contact_id and contact.initial_contact_id != contact.contact_id:
         lines.append(f"Initial contact ID: {contact.initial_contact_id}")
+        if transferred_from is not None:
+            lines.append(f"Transferred from agent: {transferred_from}")
     if contact.type == "voice" and download_recording:
         url = recording_url(app, contact.contact_id)
         if url:

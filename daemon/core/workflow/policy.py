@@ -18,9 +18,12 @@ The flow, rule by rule (BEHAVIOUR.md and the administrator guide):
 4. Ticket requested (`zendesk_ticket`, name configurable): 0 = a new ticket; N is looked up;
    missing -> notice "Requested ticket #N was not found" and a new ticket.
 5. Transfer (initial contact id differs, not a queue callback) with no requested ticket: the
-   initial contact's ticket, by our own record then by `external_id`; its requester is the
-   customer (no identification request). None -> agent mode + "No ticket was found related
-   to transfer".
+   initial contact's ticket, by its agent's record then by its `external_id`, if the trust
+   rule of `workflow.transfer` allows following it (the first agent that reported it, the
+   same account, still going or ended minutes ago); its requester is the customer (no
+   identification request). The link is noticed to the tabs and, across agents, named in
+   the details note. None -> agent mode + "No ticket was found related to transfer" (or
+   "transfer_not_trusted" with the reason).
 6. Customer: voice `zendesk_user` -> `customer_number` -> CLI; chat `zendesk_user` ->
    `customer_email` -> `customer_name` (an email with no match falls through to the name).
    Outbound click-to-dial goes to the user/ticket it was started from.
@@ -231,6 +234,7 @@ class _Planner:
         self.waiting = False
         self.connected = "connected" in contact.events_seen
         self.identity: Identity = agent.scope.of(contact.contact_id)
+        self.transferred_from: str | None = None  # another agent's contact we follow
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -441,6 +445,8 @@ class _Planner:
                 f"Linked to ticket #{ticket['id']} of the transferred contact {initial}",
                 level="info",
             )  # fmt: skip
+            if link.get("agent") not in (None, self.agent.scope.agent):
+                self.transferred_from = link["agent"]
         return ticket
 
     # -- rules -------------------------------------------------------------------------
@@ -705,6 +711,7 @@ class _Planner:
             call_from=call_from,
             call_to=call_to,
             with_call_parties=self.c.type == "voice" and not self.s.voice_comment,
+            transferred_from=self.transferred_from,
         )
         attrs = self.shown_attributes()
         block = comments.attributes(attrs, compact=self.app.compact_attributes)
