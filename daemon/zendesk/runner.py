@@ -266,8 +266,10 @@ class _Run:
         until: float | None = None
         if step.zendesk_write:
             step, recovering = await self.prepare(step, journal)
-            until = self.deps.clock() + self.deps.write_window + self.deps.landing_seconds
-            await self.journal(ATTEMPT + step.key, {**step_to_json(step), "until": until})
+            started = self.deps.clock()
+            until = started + self.deps.write_window + self.deps.landing_seconds
+            attempt = {**step_to_json(step), "started_at": started, "until": until}
+            await self.journal(ATTEMPT + step.key, attempt)
             await self.current()
         executor = Executor(self.deps, self.agent_id, contact, self.identity, journal)
         try:

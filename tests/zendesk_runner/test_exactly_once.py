@@ -321,6 +321,8 @@ async def test_a_paused_holders_write_in_flight_and_a_new_holder_make_one_commen
     deps_b.landing_seconds = landing
     b = await rig.run(c, deps=deps_b)
     assert b.reason == "backoff" and b.retry_at is not None  # it waits; it does not resend
+    attempt = (await rig.store.journal_read(AGENT, "c-1"))[ATTEMPT + "comment:voice"]
+    assert b.retry_at == attempt["until"] == attempt["started_at"] + 2.0 * 0.9 + landing
     assert rig.sandbox.request_count("PUT", PUT) == 1
     assert (await a).reason == "stale"  # A's answer came, but A may not journal it
     assert len(voice_comments(rig)) == 1  # A's write landed all the same
