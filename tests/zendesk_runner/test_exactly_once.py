@@ -386,3 +386,21 @@ async def test_on_redis_transfers_follow_the_first_reporter_and_survive_nothing_
         assert own.external_id == rig.identity("c-1").external_id
     finally:
         await rig.store.close()
+
+
+# -- issue 6: times no builder can render -------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e20])
+async def test_unrenderable_times_do_not_poison_the_workflow(rig: Rig, bad: float) -> None:
+    rig.customer("Ann Chatter", None, email="ann@example.org")
+    lines = [
+        ChatLine(message_id="1", participant="customer", text="Hello", sent_at=bad),
+        ChatLine(message_id="2", participant="agent", text="Hi", sent_at=T0 + 1),
+    ]
+    c = contact(type="chat", cli=None, chat=lines, attributes={"customer_email": "ann@example.org"})
+    result = await rig.run(c.model_copy(update={"event_times": {**c.event_times, "ended": bad}}))
+    assert result.done and result.failures == 0
+    (ticket,) = rig.tickets()
+    (transcript,) = [x for x in ticket.comments if x.body.startswith("Chat transcript")]
+    assert "Customer: Hello" in transcript.body and "] Sandbox Agent: Hi" in transcript.body
