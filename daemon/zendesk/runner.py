@@ -92,6 +92,12 @@ DONE = "~done"  # the workflow was finished (a later command revives it)
 SEEN = "~seen"  # the contact's sighting is in the registry
 
 FetchRecording = Callable[[str, str], Awaitable[bytes | None]]
+#: Wraps one step's Zendesk work: awaits it and returns (or raises) what it does.
+ObserveStep = Callable[[Step, Awaitable[Any]], Awaitable[Any]]
+
+
+async def _unobserved(step: Step, work: Awaitable[Any]) -> Any:
+    return await work
 
 
 @dataclass
@@ -123,6 +129,8 @@ class RunnerDeps:
     backoff_cap: float = 300.0
     rng: Callable[[], float] = random.random
     holder: str = "runner"  # this node, in registry leases
+    # The daemon's metrics count each step and its failure by kind here.
+    observe_step: ObserveStep = _unobserved
 
     @property
     def write_window(self) -> float:
@@ -273,11 +281,12 @@ class _Run:
             await self.current()
         executor = Executor(self.deps, self.agent_id, contact, self.identity, journal)
         try:
+            work = executor.run(step, recovering=recovering)
             if step.zendesk_write:
                 async with asyncio.timeout(self.deps.write_window):
-                    result = await executor.run(step, recovering=recovering)
+                    result = await self.deps.observe_step(step, work)
             else:
-                result = await executor.run(step, recovering=False)
+                result = await self.deps.observe_step(step, work)
         except TimeoutError:
             await self.transient(step, journal, classify(ZendeskError(None)), "timed out", until)
         except ZendeskError as exc:
