@@ -306,11 +306,13 @@ async def test_timeouts_end_with_one_ticket_and_one_voice_comment(rig: Rig) -> N
     # The sandbox finishes each held request after the client gave up on it (as Zendesk
     # does): the runner must wait until it can no longer land, then check, not resend.
     deps = rig.deps(client=rig.client(timeout=0.3))
-    deps.clock, deps.landing_seconds = time.time, 0.6
+    deps.clock, deps.landing_seconds = time.time, 1.5
     results = await rig.finish(contact(), deps=deps)
-    assert [r.reason for r in results] == ["error", "error", "done"]
+    assert [r.reason for r in results[:-1]] == ["error"] * (len(results) - 1)
+    assert len(results) >= 2 and results[-1].done
     assert rig.sandbox.faults.rules == []
-    assert rig.sandbox.request_count("POST", VOICE_TICKETS) == 1  # it landed: found, not resent
+    # Each held request landed before its deadline: found, not sent again.
+    assert rig.sandbox.request_count("POST", VOICE_TICKETS) == 1
     assert rig.sandbox.request_count("PUT", "/api/v2/tickets/{ticket_id}") == 1
     assert_one_call_recorded(rig)
 
