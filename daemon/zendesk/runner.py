@@ -279,7 +279,7 @@ class _Run:
             attempt = {**step_to_json(step), "started_at": started, "until": until}
             await self.journal(ATTEMPT + step.key, attempt)
             await self.current()
-        executor = Executor(self.deps, self.agent_id, contact, self.identity, journal)
+        executor = Executor(self.deps, self.agent_id, contact, self.identity)
         try:
             work = executor.run(step, recovering=recovering)
             if step.zendesk_write:
@@ -540,14 +540,12 @@ class Executor:
         agent_id: str,
         contact: Contact,
         identity: Identity,
-        journal: Mapping[str, Any],
     ) -> None:
         self.deps = deps
         self.zd = deps.client
         self.agent_id = agent_id
         self.contact = contact
         self.identity = identity
-        self.journal = journal
 
     async def run(self, step: Step, *, recovering: bool) -> Any:
         zd = self.zd
