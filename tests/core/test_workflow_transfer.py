@@ -27,7 +27,8 @@ def test_the_earliest_sighting_wins_and_a_tie_is_nobody() -> None:
 def test_refusal(
     first_events: tuple[str, ...], first_extra: dict[str, bool], second_at: float, refused: bool
 ) -> None:
-    first = contact(first_events, contact_id="c-0", **first_extra)  # ended at T0 + 61
+    first = contact(first_events, contact_id="c-0")  # ended, if it did, at T0 + 61
+    first = first.model_copy(update=first_extra)
     second = contact(contact_id="c-1", initial_contact_id="c-0")
     second = second.model_copy(update={"created_at": second_at})
     assert (refusal(first, second) is not None) == refused
