@@ -35,6 +35,14 @@ permanent ones are journaled as ``{"failed": status}`` so the policy reports the
 owner tab and carries on without that step, never sending it again; a halt (401 after the
 client's refresh, a planning exception, an unexpected error) journals the whole contact as
 failed (``~failed``), tells the owner tab, and the contact is never run again.
+
+Limits, stated: Zendesk has no fencing token, so a sender paused inside the few synchronous
+instructions between its last check and the socket write can still send late (the deadline
+covers every pause at an await). Zendesk forgets idempotency keys after about two hours: a
+contact sent again after a store loss later than that relies on finding its ticket by
+external_id only when the replay is refused. A store loss also loses the sightings, so a
+transfer leg sent again afterwards cannot follow its link and files its remaining writes on
+a ticket of its own (never, on a guess, on another agent's).
 """
 
 import asyncio
