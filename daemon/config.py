@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     zendesk_plan: Literal["team", "professional", "enterprise", "high_volume"] = "professional"
     workflow_lease_seconds: float = 15.0
     workflow_scan_seconds: float = 2.0
+    # The longest Zendesk may still apply a request after the daemon stopped waiting for it
+    # (a paused or killed sender): an unanswered write is re-checked only after this.
+    workflow_landing_seconds: float = 60.0
 
     # Amazon Connect's API (unset: recording control and contact confirmation are off).
     # Credentials come from the standard AWS chain; the region from the ARN.

@@ -163,7 +163,9 @@ class DaemonProcess(Process):
         return http_json("GET", f"{self.http_url}/demo/zendesk")
 
     def tickets_for(self, contact_id: str) -> list[dict[str, Any]]:
-        return [t for t in self.zendesk()["tickets"] if t.get("external_id") == contact_id]
+        """The contact's tickets: their external_id is its identity, ending in its id."""
+        tickets = self.zendesk()["tickets"]
+        return [t for t in tickets if str(t.get("external_id")).endswith(f":{contact_id}")]
 
     def agent(self, agent: str) -> Any:
         return http_json("GET", f"{self.http_url}/admin/agents/{agent}")

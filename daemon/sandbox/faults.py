@@ -4,8 +4,9 @@ Each rule matches requests by method and path and misbehaves ``count`` times (``
 until cleared), optionally letting the first ``skip`` matches through. Kinds:
 
 - ``error``: answer ``status`` (e.g. 500, 503) without doing anything;
-- ``timeout``: hold the request ``seconds``, then process it normally (a client that gave up
-  meanwhile finds the write done when it retries, which is what makes timeouts dangerous);
+- ``timeout``: hold the request ``seconds``, then process it normally, even when the client
+  stopped waiting meanwhile (as Zendesk does: a client that gave up finds the write done
+  later, which is what makes timeouts and paused senders dangerous);
 - ``drop_after_write``: process the request, then abort the connection without answering;
 - ``rate_limit``: answer 429 with ``Retry-After: retry_after``.
 

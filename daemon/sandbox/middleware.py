@@ -139,6 +139,31 @@ async def api_gate(request: web.Request, handler: Handler) -> web.StreamResponse
     sandbox.requests[f"{request.method} {template}"] += 1
     path = request.path.removesuffix(".json")
     rule = sandbox.faults.take(request.method, path, template)
+    if rule is not None and rule.kind == "timeout":
+        # Zendesk carries on with a request whose client stopped waiting (timed out, or
+        # paused): only the answer is lost. Shielded, so the client going away does not
+        # cancel the write; the body is read first, while the client is still there.
+        await request.read()
+        held = asyncio.ensure_future(_serve(request, handler, sandbox, rule))
+        _HELD.add(held)
+        held.add_done_callback(_finish_held)
+        return await asyncio.shield(held)
+    return await _serve(request, handler, sandbox, rule)
+
+
+#: Held requests still being served after their client left (kept from garbage collection).
+_HELD: set[asyncio.Future[web.StreamResponse]] = set()
+
+
+def _finish_held(task: asyncio.Future[web.StreamResponse]) -> None:
+    _HELD.discard(task)
+    if not task.cancelled():
+        task.exception()  # an answer nobody waits for any more: retrieved, not re-raised
+
+
+async def _serve(
+    request: web.Request, handler: Handler, sandbox: Sandbox, rule: FaultRule | None
+) -> web.StreamResponse:
     await _apply_fault(rule)
     request[CALLER_KEY] = _authenticate(sandbox, request)
     limit = sandbox.config.rate_limit_per_minute

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 #: Zendesk's account-wide API limits (requests per minute) by plan.
 PLAN_LIMITS: dict[str, int] = {
@@ -113,6 +113,62 @@ def error_for(status: int, body: Any, retry_after: float | None = None) -> Zende
     if status == 400 and isinstance(body, dict) and body.get("error") == "IdempotentRequestError":
         return IdempotencyConflict(status, body)
     return ZendeskError(status, body)
+
+
+# --------------------------------------------------------------------------- classification
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the workflow does about a request that failed (see `classify`).
+
+    ``transient``: try the step again later, after a per-contact backoff (``retry_after``
+    when Zendesk named a wait). ``permanent``: journal the step as failed and carry on
+    without it, never sending it again. ``halt``: nothing more can succeed for this contact
+    (the account refuses our credentials): the whole workflow is journaled as failed.
+    ``attempts`` bounds a transient verdict: after that many failed tries of the same step
+    it becomes permanent.
+    """
+
+    kind: Literal["transient", "permanent", "halt"]
+    code: str
+    retry_after: float | None = None
+    attempts: int | None = None
+
+
+#: How many times a step that met 409 Conflict is tried (each try re-checks first).
+CONFLICT_ATTEMPTS = 3
+
+
+def classify(error: ZendeskError) -> Verdict:
+    """Every Zendesk failure is transient, permanent or a halt; nothing loops for ever.
+
+    | status | verdict | why |
+    |---|---|---|
+    | none (no answer), 5xx | transient | Zendesk or the network had a bad moment |
+    | 429 | transient, after ``Retry-After`` | the account's budget, not the request |
+    | 409 | transient for 3 tries, then permanent | a concurrent update of the ticket; each
+      try first checks whether the write landed |
+    | 400, 404, 413, 422, other 4xx | permanent | this request can never succeed |
+    | 403 | permanent | not allowed for this ticket or user (others may still work) |
+    | 401 | halt | the client already refreshed its credentials once: every request of
+      this contact would be refused; an operator must fix the credentials |
+    """
+    status = error.status
+    if status is None:
+        return Verdict("transient", "unreachable")
+    if status == 429:
+        retry_after = error.retry_after if isinstance(error, RateLimited) else None
+        return Verdict("transient", "rate_limited", retry_after=retry_after)
+    if status >= 500:
+        return Verdict("transient", "server_error")
+    if status == 409:
+        return Verdict("transient", "conflict", attempts=CONFLICT_ATTEMPTS)
+    if status == 401:
+        return Verdict("halt", "unauthorized")
+    codes = {400: "bad_request", 403: "forbidden", 404: "not_found", 413: "too_large",
+             422: "invalid"}  # fmt: skip
+    return Verdict("permanent", codes.get(status, f"http_{status}"))
 
 
 # --------------------------------------------------------------------------- backoff

@@ -6,32 +6,54 @@ plan again, until the plan waits for the contact to change or is done. The journ
 only memory: a runner that dies anywhere is replaced by one that reads the same journal and
 continues with the first step whose result is missing.
 
-Exactly once, by construction:
+Exactly once, by construction, and never by a node's memory:
 
+- identities: every write carries the account, the agent and the contact
+  (`daemon.core.workflow.identity`), so another agent's contact never shares its writes;
 - a stale runner never reaches Zendesk: `store.lease_is_current` is checked right before
   every Zendesk write, and every journal write is fenced by the store;
-- before a write is sent, its exact request is journaled as an *attempt* (``~attempt:KEY``).
-  A runner that finds an attempt without a result knows the earlier one may have landed: it
-  resends the recorded request (not a re-planned one, so the Idempotency-Key replay matches
-  byte for byte) after checking whether it landed — a ticket with our external_id, a comment
-  carrying the step's marker line, a voice comment with the same call facts, a user with our
-  external_id (never Zendesk search, which lags by minutes). On the happy path this costs no
-  request at all; only the step that was interrupted pays one read;
-- ticket creation also carries the Idempotency-Key and external_id = contact id, so even a
-  crash between "request sent" and "attempt journaled" cannot duplicate it.
+- before a write is sent, its exact request and its start time are journaled as an
+  *attempt* (``~attempt:KEY``), and the write is given at most `write_window` seconds. Once
+  Zendesk has answered (or once the attempt's deadline — start + window + `landing_seconds`,
+  the longest Zendesk may still apply a request it received — has passed), a runner that
+  finds an attempt without a result checks whether it landed (a ticket with our external_id,
+  a comment carrying the step's marker line, this contact's voice comment) and resends the
+  recorded request (not a re-planned one, so the Idempotency-Key replay matches byte for
+  byte) only if it did not. Before the deadline it waits: a paused runner's request still in
+  flight cannot be seen yet, and resending would duplicate it. The window is shorter than the
+  client's own timeout, so the client never resends such a request by itself either;
+- when ticket creation meets a ticket that already exists (an idempotency replay, or found
+  by external_id), or the first write to a ticket the contact did not create finds the
+  contact's marker already there, the contact's journal was lost (or never written): every
+  later write to that ticket is checked against its comments before it is sent. On the happy
+  path this costs nothing for a ticket the contact creates, one read for a ticket it attaches.
 
-Zendesk errors: the client retries 429/5xx/timeouts itself. If a step still fails
-transiently, the run stops (`RunResult.error`) and the scheduler runs it again later; nothing
-is lost. A permanent refusal (400/404/422 on a write) is journaled as ``{"failed": status}``
-so the contact is not stuck forever: the policy reports it and carries on.
+Failures (`daemon.zendesk.retry.classify`): transient ones (no answer, 429, 5xx, a 409 for a
+few tries) stop the run and set the contact's next attempt time (``~retry``: exponential
+backoff with jitter, or Zendesk's Retry-After), which every node's scheduler honours;
+permanent ones are journaled as ``{"failed": status}`` so the policy reports them to the
+owner tab and carries on without that step, never sending it again; a halt (401 after the
+client's refresh, a planning exception, an unexpected error) journals the whole contact as
+failed (``~failed``), tells the owner tab, and the contact is never run again.
+
+Limits, stated: Zendesk has no fencing token, so a sender paused inside the few synchronous
+instructions between its last check and the socket write can still send late (the deadline
+covers every pause at an await). Zendesk forgets idempotency keys after about two hours: a
+contact sent again after a store loss later than that relies on finding its ticket by
+external_id only when the replay is refused. A store loss also loses the sightings, so a
+transfer leg sent again afterwards cannot follow its link and files its remaining writes on
+a ticket of its own (never, on a guess, on another agent's).
 """
 
+import asyncio
 import dataclasses
+import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -49,7 +71,9 @@ from daemon.core.workflow import (
     FindTransferTicket,
     FindUser,
     FindUsersByPhone,
+    Identity,
     Report,
+    Scope,
     SearchUsers,
     Step,
     TicketInfo,
@@ -60,16 +84,20 @@ from daemon.core.workflow import (
     plan,
     record,
 )
-from daemon.store.base import Lease, Store
+from daemon.core.workflow import transfer as transfers
+from daemon.store.base import Lease, Store, StoreUnavailable
 from daemon.zendesk.client import ZendeskClient
 from daemon.zendesk.models import Comment, NewComment, NewTicket, Ticket, User, VoiceComment
-from daemon.zendesk.retry import IdempotencyConflict, ZendeskError
+from daemon.zendesk.registry import ContactRegistry
+from daemon.zendesk.retry import IdempotencyConflict, Verdict, ZendeskError, classify
 
 log = structlog.get_logger("switchboard.workflow")
 
 ATTEMPT = "~attempt:"
-# Permanent refusals: trying again cannot succeed, so the step is journaled as failed.
-PERMANENT = frozenset({400, 404, 422})
+RETRY = "~retry"  # the contact's next attempt time after a transient failure
+FAILED = "~failed"  # the contact's workflow halted for good
+DONE = "~done"  # the workflow was finished (a later command revives it)
+SEEN = "~seen"  # the contact's sighting is in the registry
 
 FetchRecording = Callable[[str, str], Awaitable[bytes | None]]
 #: Wraps one step's Zendesk work: awaits it and returns (or raises) what it does.
@@ -97,82 +125,271 @@ class RunnerDeps:
     # "tab": the owning tab routes itself (ZAF routeTo, no API request); "zendesk": Talk
     # Partner Edition's display endpoints, falling back to the tab where the account has none.
     pop_via: Literal["tab", "zendesk"] = "tab"
-    # The daemon's metrics count each step and its failure by kind here (Metrics.workflow_step).
+    # The Zendesk account in every identity; None: the host of the client's base URL.
+    account: str | None = None
+    # The longest Zendesk may still apply a request after the client stopped waiting for it
+    # (a paused or timed-out sender). A new runner re-checks an unanswered write only after
+    # its start + write window + this.
+    landing_seconds: float = 60.0
+    # Per-contact backoff after a transient failure: the n-th try waits about
+    # min(cap, base * 2**(n-1)), jittered between half and all of it.
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    rng: Callable[[], float] = random.random
+    holder: str = "runner"  # this node, in registry leases
+    # The daemon's metrics count each step and its failure by kind here.
     observe_step: ObserveStep = _unobserved
+
+    @property
+    def write_window(self) -> float:
+        """How long one write may take, under the client's own per-request timeout (so the
+        client never resends an unanswered write by itself: that is the runner's call)."""
+        return self.client.timeout * 0.9
+
+    def account_name(self) -> str:
+        return self.account or urlsplit(self.client.base_url).netloc
 
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a run ended. `done`: the contact needs nothing more (the scheduler forgets it)."""
+    """How a run ended. `done`: the contact needs nothing more (the scheduler forgets it).
+
+    `reason`: done | waiting | gone | stale | error (transient: try again at `retry_at`) |
+    backoff (an earlier failure's `retry_at` is still ahead) | failed (halted for good) |
+    limit. `failures`: permanent failures journaled by this run (steps, or the contact).
+    """
 
     done: bool
-    reason: str  # done | waiting | gone | stale | error | limit
+    reason: str
     steps: int = 0  # steps executed by this run (reports count one each)
     error: str | None = None
+    retry_at: float | None = None
+    failures: int = 0
 
 
 async def run_contact(deps: RunnerDeps, agent_id: str, contact_id: str, lease: Lease) -> RunResult:
     """Run the contact's workflow as far as it can go now (see the module docstring)."""
-    store = deps.store
-    agent = await deps.agent_info(agent_id)
-    executed = 0
-    for _ in range(deps.max_steps):
-        contact = await deps.load_contact(agent_id, contact_id)
-        if contact is None:
-            return RunResult(True, "gone", executed)  # pruned: nobody can act on it any more
-        journal = await store.journal_read(agent_id, contact_id)
-        p = plan(deps.settings, agent, contact, journal, deps.clock())
-        if not p.steps:
-            return RunResult(p.done, "done" if p.done else "waiting", executed)
+    info = await deps.agent_info(agent_id)
+    agent = replace(info, scope=Scope(deps.account_name(), agent_id))
+    return await _Run(deps, agent_id, contact_id, lease, agent).go()
 
+
+class _Stop(Exception):
+    """Control flow: the run ends with `result`."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+
+
+class _Run:
+    def __init__(
+        self, deps: RunnerDeps, agent_id: str, contact_id: str, lease: Lease, agent: AgentInfo
+    ) -> None:
+        self.deps = deps
+        self.store = deps.store
+        self.agent_id = agent_id
+        self.contact_id = contact_id
+        self.lease = lease
+        self.agent = agent
+        self.identity = agent.scope.of(contact_id)
+        self.executed = 0
+        self.failures = 0
+
+    def result(self, done: bool, reason: str, **kw: Any) -> RunResult:
+        return RunResult(done, reason, self.executed, failures=self.failures, **kw)
+
+    async def go(self) -> RunResult:
+        try:
+            for _ in range(self.deps.max_steps):
+                await self.once()
+        except _Stop as stop:
+            return stop.result
+        log.error("workflow_step_limit", agent=self.agent_id, contact=self.contact_id)
+        return self.result(False, "limit")
+
+    async def journal(self, key: str, value: Any) -> None:
+        """A fenced journal write; a stale lease ends the run."""
+        if not await self.store.journal_write(self.lease, self.contact_id, key, value):
+            raise _Stop(self.result(False, "stale"))
+
+    async def current(self) -> None:
+        if not await self.store.lease_is_current(self.lease):
+            raise _Stop(self.result(False, "stale"))
+
+    async def once(self) -> None:
+        """Plan once and execute what comes first (a batch of reports, or one step)."""
+        contact = await self.deps.load_contact(self.agent_id, self.contact_id)
+        if contact is None:
+            raise _Stop(self.result(True, "gone"))  # pruned: nobody can act on it any more
+        journal = await self.store.journal_read(self.agent_id, self.contact_id)
+        if journal.get(FAILED) is not None:
+            raise _Stop(self.result(True, "failed"))  # halted for good: never retried
+        retry = journal.get(RETRY)
+        if isinstance(retry, dict) and float(retry.get("at", 0)) > self.deps.clock():
+            raise _Stop(self.result(False, "backoff", retry_at=float(retry["at"])))
+        try:
+            p = plan(self.deps.settings, self.agent, contact, journal, self.deps.clock())
+        except Exception as exc:
+            log.exception("workflow_planning_failed", agent=self.agent_id, contact=self.contact_id)
+            await self.halt("planning_failed", f"the workflow could not be planned: {exc!r}")
+        if not p.steps:
+            if p.done and not journal.get(DONE):
+                await self.journal(DONE, True)
+            raise _Stop(self.result(p.done, "done" if p.done else "waiting"))
+        if journal.get(DONE):
+            # A change after the end (an agent's command) gave it work again: durable again
+            # before anything is sent, so a node dying now leaves it for another's scan.
+            await self.store.workflows_add(self.agent_id, self.contact_id)
+            await self.journal(DONE, False)
+        if not journal.get(SEEN):
+            await self.sight(contact)
         reports = _leading_reports(p.steps)
         if reports:
-            if not await store.lease_is_current(lease):
-                return RunResult(False, "stale", executed)
-            merged = merge_reports(contact_id, reports)
-            if deps.pop_via == "zendesk" and agent.user_id is not None:
-                merged = await _display_in_zendesk(deps.client, agent.user_id, merged)
-            await deps.report(agent_id, merged)
-            for report in reports:
-                if not await store.journal_write(
-                    lease, contact_id, report.key, record(report, None)
-                ):
-                    return RunResult(False, "stale", executed)
-                executed += 1
-            continue
+            await self.tell(reports)
+        else:
+            await self.step(p.steps[0], journal, contact)
 
-        step = p.steps[0]
+    async def sight(self, contact: Contact) -> None:
+        registry = ContactRegistry(self.store, self.deps.account_name(), self.deps.holder)
+        if await registry.sight(self.agent_id, self.contact_id, contact.created_at):
+            await self.journal(SEEN, True)
+
+    async def tell(self, reports: list[Report]) -> None:
+        await self.current()
+        merged = merge_reports(self.contact_id, reports)
+        if self.deps.pop_via == "zendesk" and self.agent.user_id is not None:
+            merged = await _display_in_zendesk(self.deps.client, self.agent.user_id, merged)
+        await self.deps.report(self.agent_id, merged)
+        for report in reports:
+            await self.journal(report.key, record(report, None))
+            self.executed += 1
+
+    async def halt(self, code: str, message: str) -> NoReturn:
+        """Nothing more can succeed for this contact: journal it failed, tell the owner."""
+        await self.journal(FAILED, {"code": code, "message": message[:300]})
+        self.failures += 1
+        notice = NoticeRequest(
+            "urgent", "workflow_failed", f"Zendesk work for this contact stopped: {message}"
+        )
+        await self.deps.report(
+            self.agent_id, WorkflowReported(contact_id=self.contact_id, notices=(notice,))
+        )
+        log.error("workflow_halted", agent=self.agent_id, contact=self.contact_id, code=code)
+        raise _Stop(self.result(True, "failed", error=message))
+
+    async def step(self, step: Step, journal: Mapping[str, Any], contact: Contact) -> None:
         recovering = False
+        until: float | None = None
         if step.zendesk_write:
-            prior = journal.get(ATTEMPT + step.key)
-            if prior is not None:
-                step, recovering = step_from_json(prior, step), True
-            elif not await store.journal_write(
-                lease, contact_id, ATTEMPT + step.key, step_to_json(step)
-            ):
-                return RunResult(False, "stale", executed)
-            if not await store.lease_is_current(lease):
-                return RunResult(False, "stale", executed)
+            step, recovering = await self.prepare(step, journal)
+            started = self.deps.clock()
+            until = started + self.deps.write_window + self.deps.landing_seconds
+            attempt = {**step_to_json(step), "started_at": started, "until": until}
+            await self.journal(ATTEMPT + step.key, attempt)
+            await self.current()
+        executor = Executor(self.deps, self.agent_id, contact, self.identity)
         try:
-            work = Executor(deps, agent_id, contact).run(step, recovering=recovering)
-            result = await deps.observe_step(step, work)
+            work = executor.run(step, recovering=recovering)
+            if step.zendesk_write:
+                async with asyncio.timeout(self.deps.write_window):
+                    result = await self.deps.observe_step(step, work)
+            else:
+                result = await self.deps.observe_step(step, work)
+        except TimeoutError:
+            await self.transient(step, journal, classify(ZendeskError(None)), "timed out", until)
         except ZendeskError as exc:
-            if exc.status not in PERMANENT:
-                log.warning(
-                    "workflow_step_failed",
-                    agent=agent_id,
-                    contact=contact_id,
-                    step=step.key,
-                    error=str(exc),
-                )
-                return RunResult(False, "error", executed, str(exc))
-            result = _refused(step, exc)
-            log.warning("workflow_step_refused", contact=contact_id, step=step.key, error=str(exc))
-        if not await store.journal_write(lease, contact_id, step.key, record(step, result)):
-            return RunResult(False, "stale", executed)
-        executed += 1
-    log.error("workflow_step_limit", agent=agent_id, contact=contact_id)
-    return RunResult(False, "limit", executed)
+            verdict = classify(exc)
+            if verdict.kind == "halt":
+                await self.halt(verdict.code, str(exc))
+            doubt = until if exc.status is None else None
+            if verdict.kind == "transient":
+                await self.transient(step, journal, verdict, str(exc), doubt)
+            result = {"failed": exc.status, "code": verdict.code, "message": str(exc)[:300]}
+            self.failures += 1
+            log.warning(
+                "workflow_step_refused", contact=self.contact_id, step=step.key, error=str(exc)
+            )
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.exception("workflow_step_crashed", contact=self.contact_id, step=step.key)
+            await self.halt("step_failed", f"{step.key}: {exc!r}")
+        await self.journal(step.key, record(step, result))
+        if isinstance(journal.get(RETRY), dict):
+            await self.journal(RETRY, None)
+        self.executed += 1
+
+    async def prepare(self, step: Step, journal: Mapping[str, Any]) -> tuple[Step, bool]:
+        """The request to send (an earlier attempt's, if any) and whether to check first."""
+        prior = journal.get(ATTEMPT + step.key)
+        if prior is None:
+            return step, _replaying(step, journal)
+        retry = journal.get(RETRY)
+        answered = (
+            isinstance(retry, dict) and retry.get("step") == step.key and not retry.get("doubt")
+        )
+        until = float(prior.get("until", 0.0)) if isinstance(prior, dict) else 0.0
+        if not answered and until > self.deps.clock():
+            # Unanswered and maybe still in flight: wait until it can no longer land.
+            await self.journal(RETRY, _retry(step.key, until, 0, "an earlier attempt may land"))
+            raise _Stop(self.result(False, "backoff", retry_at=until))
+        return step_from_json(prior, step), True
+
+    async def transient(
+        self,
+        step: Step,
+        journal: Mapping[str, Any],
+        verdict: Verdict,
+        error: str,
+        doubt_until: float | None,
+    ) -> None:
+        """Stop the run and set the contact's next attempt; after too many tries of a step
+        whose failures are bounded, return so the caller journals it failed."""
+        retry = journal.get(RETRY)
+        same = isinstance(retry, dict) and retry.get("step") == step.key
+        attempts = (int(retry.get("attempts", 0)) if same and isinstance(retry, dict) else 0) + 1
+        if verdict.attempts is not None and attempts >= verdict.attempts:
+            return
+        now = self.deps.clock()
+        if verdict.retry_after is not None:
+            delay = verdict.retry_after + self.deps.rng() * self.deps.backoff_base
+        else:
+            ceiling = min(self.deps.backoff_cap, self.deps.backoff_base * 2.0 ** (attempts - 1))
+            delay = ceiling / 2 + self.deps.rng() * ceiling / 2
+        at = max(now + delay, doubt_until or 0.0)
+        await self.journal(
+            RETRY, _retry(step.key, at, attempts, error, doubt=doubt_until is not None)
+        )
+        log.warning(
+            "workflow_step_failed",
+            agent=self.agent_id,
+            contact=self.contact_id,
+            step=step.key,
+            error=error,
+            retry_in=round(at - now, 3),
+        )
+        raise _Stop(self.result(False, "error", error=error, retry_at=at))
+
+
+def _retry(key: str, at: float, attempts: int, error: str, *, doubt: bool = True) -> Any:
+    """The ``~retry`` record: when the contact may be tried again, and why. `doubt`: the
+    step's last attempt got no answer (it may still land), so its deadline must pass."""
+    return {"step": key, "at": at, "attempts": attempts, "doubt": doubt, "error": error[:300]}
+
+
+def _replaying(step: Step, journal: Mapping[str, Any]) -> bool:
+    """Whether a first attempt of `step` must check the ticket first: the contact met its own
+    earlier writes there (its journal was lost), or this is its first write to a ticket it
+    did not create (which finds out)."""
+    tid = getattr(step, "ticket_id", None)
+    if tid is None:
+        return False
+    # Records of writes to tickets say whether they met earlier writes (`existing`).
+    writes = [
+        v for v in journal.values()
+        if isinstance(v, dict) and v.get("ticket_id") == tid and "existing" in v
+    ]  # fmt: skip
+    return not writes or any(w["existing"] for w in writes)
 
 
 def _leading_reports(steps: Sequence[Step]) -> list[Report]:
@@ -202,13 +419,6 @@ async def _display_in_zendesk(
         if not shown:
             left.append(pop)
     return replace(reported, pops=tuple(left))
-
-
-def _refused(step: Step, exc: ZendeskError) -> Any:
-    """What to journal when Zendesk refused a step for good."""
-    if step.zendesk_write:
-        return {"failed": exc.status, "message": str(exc)[:300]}
-    return [] if isinstance(step, FindUsersByPhone | SearchUsers | FindRecentTickets) else None
 
 
 def merge_reports(contact_id: str, reports: Sequence[Report]) -> WorkflowReported:
@@ -305,22 +515,45 @@ def _voice(data: dict[str, Any]) -> VoiceComment:
     )
 
 
-def _voice_landed(comment: Comment, wanted: VoiceComment) -> bool:
-    if comment.type != "VoiceComment" or comment.data is None:
-        return False
+def _text(comment: Comment) -> str:
+    return "\n".join(t for t in (comment.plain_body, comment.body, comment.html_body) if t)
+
+
+def _voice_landed(comments: Sequence[Comment], wanted: VoiceComment, identity: Identity) -> bool:
+    """Whether this contact's voice comment is among the ticket's comments.
+
+    A voice comment carries no marker (its fields are Zendesk's), and its start time and
+    duration come from the daemon's clock, which a contact re-sent after the store lost it
+    does not reproduce. So: a voice comment with the same parties, answerer and recording,
+    after the contact's first marked comment on the ticket (its details note, written when
+    it connected, always comes before its voice comment).
+    """
+    start = next((i for i, c in enumerate(comments) if identity.marker_prefix in _text(c)), 0)
     mine = wanted.to_api()
-    keys = [k for k in ("from", "to", "started_at", "call_duration", "recording_url") if k in mine]
-    return all(str(comment.data.get(k)) == str(mine[k]) for k in keys)
+    keys = [k for k in ("from", "to", "answered_by_id", "recording_url") if k in mine]
+    return any(
+        c.type == "VoiceComment"
+        and c.data is not None
+        and all(str(c.data.get(k)) == str(mine[k]) for k in keys)
+        for c in comments[start:]
+    )
 
 
 class Executor:
     """Turns one step into Zendesk requests and the result into the policy's small dicts."""
 
-    def __init__(self, deps: RunnerDeps, agent_id: str, contact: Contact) -> None:
+    def __init__(
+        self,
+        deps: RunnerDeps,
+        agent_id: str,
+        contact: Contact,
+        identity: Identity,
+    ) -> None:
         self.deps = deps
         self.zd = deps.client
         self.agent_id = agent_id
         self.contact = contact
+        self.identity = identity
 
     async def run(self, step: Step, *, recovering: bool) -> Any:
         zd = self.zd
@@ -338,7 +571,7 @@ class Executor:
                 ticket = await zd.get_ticket(tid)
                 return ticket_info(ticket) if ticket else None
             case FindTransferTicket(initial_contact_id=initial):
-                return await self.transfer_ticket(initial)
+                return await self.transfer(initial)
             case FindRecentTickets(user_id=uid):
                 return [ticket_info(t) for t in await zd.recent_tickets_of_user(uid)]
             case CreateUser():
@@ -355,26 +588,41 @@ class Executor:
                 return await self.upload(step)
         raise TypeError(f"not a step the runner executes: {step!r}")
 
-    async def transfer_ticket(self, initial: str) -> TicketInfo | None:
-        """Our own record of the initial contact (same agent), then tickets by external_id."""
-        journal = await self.deps.store.journal_read(self.agent_id, initial)
+    async def transfer(self, initial: str) -> dict[str, Any]:
+        """The initial contact's ticket, if the trust rule (`core.workflow.transfer`) allows
+        following it: {"ticket": TicketInfo | None, "agent": first reporter, "refused": why}."""
+        registry = ContactRegistry(self.deps.store, self.deps.account_name(), self.deps.holder)
+        owner = transfers.first_reporter(await registry.sightings(initial))
+        if owner is None:
+            return {"ticket": None, "agent": None, "refused": None}
+        if owner != self.agent_id:
+            first_leg = await self.deps.load_contact(owner, initial)
+            why = transfers.refusal(first_leg, self.contact)
+            if why is not None:
+                log.warning("transfer_refused", contact=self.contact.contact_id,
+                            initial=initial, agent=owner, reason=why)  # fmt: skip
+                return {"ticket": None, "agent": owner, "refused": why}
+        ticket = await self.ticket_of(owner, initial)
+        if ticket is not None:
+            log.info("transfer_linked", contact=self.contact.contact_id, initial=initial,
+                     agent=owner, ticket=ticket["id"])  # fmt: skip
+        return {"ticket": ticket, "agent": owner, "refused": None}
+
+    async def ticket_of(self, agent: str, contact_id: str) -> TicketInfo | None:
+        """A contact's current ticket: its journal first, then tickets by its external_id."""
+        journal = await self.deps.store.journal_read(agent, contact_id)
         own = current_ticket(journal)
         if own is not None:
             created = journal.get("ticket:create")
-            if (
-                isinstance(created, dict)
-                and created.get("ticket_id") == own
-                and "ticket" in created
-            ):
+            if isinstance(created, dict) and created.get("ticket_id") == own:
                 info: TicketInfo = created["ticket"]
                 return info
             ticket = await self.zd.get_ticket(own)
             if ticket is not None:
                 return ticket_info(ticket)
-        found = await self.zd.tickets_by_external_id(initial)
-        if not found:
-            return None
-        return ticket_info(min(found, key=lambda t: t.id))
+        external_id = Scope(self.deps.account_name(), agent).of(contact_id).external_id
+        found = await self.zd.tickets_by_external_id(external_id)
+        return ticket_info(min(found, key=lambda t: t.id)) if found else None
 
     async def create_user(self, step: CreateUser, recovering: bool) -> UserInfo:
         if recovering:
@@ -386,11 +634,13 @@ class Executor:
         )
         return user_info(user)
 
-    async def create_ticket(self, step: CreateTicket, recovering: bool) -> TicketInfo:
+    async def create_ticket(self, step: CreateTicket, recovering: bool) -> dict[str, Any]:
+        """The ticket, and whether it existed already (`existing`: our journal was lost or
+        the answer was, so every later write to it checks first)."""
         if recovering:
             found = await self.zd.tickets_by_external_id(step.external_id)
             if found:
-                return ticket_info(min(found, key=lambda t: t.id))
+                return {**ticket_info(min(found, key=lambda t: t.id)), "existing": True}
         ticket = NewTicket(
             subject=step.subject,
             comment=NewComment(body=step.body, html=False, public=False),
@@ -405,31 +655,34 @@ class Executor:
                 ticket, idempotency_key=step.idempotency_key, talk_partner=step.voice
             )
         except IdempotencyConflict:
-            # The key went out before with another body (an older daemon's request): the
-            # ticket it made, if any, carries our external_id.
+            # The key went out before with another body (the contact was re-sent after the
+            # store lost it, or an older daemon's request): the ticket it made carries our
+            # external_id.
             found = await self.zd.tickets_by_external_id(step.external_id)
             if not found:
                 raise
-            return ticket_info(min(found, key=lambda t: t.id))
-        return ticket_info(created.ticket)
+            return {**ticket_info(min(found, key=lambda t: t.id)), "existing": True}
+        return {**ticket_info(created.ticket), "existing": created.replayed}
 
     async def add_comment(self, step: AddComment, recovering: bool) -> dict[str, Any]:
+        existing = False
         if recovering:
-            for comment in await self.zd.list_comments(step.ticket_id):
-                text = comment.plain_body or comment.body or ""
-                if step.marker in text or step.marker in (comment.html_body or ""):
-                    return {"ticket_id": step.ticket_id}
+            comments = await self.zd.list_comments(step.ticket_id)
+            texts = [_text(c) for c in comments]
+            if any(step.marker in t for t in texts):
+                return {"ticket_id": step.ticket_id, "existing": True}
+            existing = any(self.identity.marker_prefix in t for t in texts)
         await self.zd.add_comment(
             step.ticket_id, step.body, public=False, html=False, uploads=list(step.uploads)
         )
-        return {"ticket_id": step.ticket_id}
+        return {"ticket_id": step.ticket_id, "existing": existing}
 
     async def add_voice_comment(self, step: AddVoiceComment, recovering: bool) -> dict[str, Any]:
         voice = _voice(step.data)
         if recovering:
             comments = await self.zd.list_comments(step.ticket_id)
-            if any(_voice_landed(c, voice) for c in comments):
-                return {"ticket_id": step.ticket_id}
+            if _voice_landed(comments, voice, self.identity):
+                return {"ticket_id": step.ticket_id, "existing": True}
         await self.zd.add_voice_comment(step.ticket_id, voice)
         return {"ticket_id": step.ticket_id}
 

@@ -20,7 +20,7 @@ from daemon.server.metrics import Metrics
 from daemon.store.base import Lease, Store
 from daemon.zendesk.client import PLAN_LIMITS, ApiTokenAuth, Auth, OAuthAuth, ZendeskClient
 from daemon.zendesk.limiter import SharedRateLimiter
-from daemon.zendesk.runner import RunnerDeps, run_contact
+from daemon.zendesk.runner import RunnerDeps, RunResult, run_contact
 
 log = structlog.get_logger("switchboard.zendesk")
 
@@ -28,11 +28,12 @@ log = structlog.get_logger("switchboard.zendesk")
 @dataclass
 class ZendeskSide:
     client: ZendeskClient
-    run_contact: Callable[[str, str, Lease], Awaitable[bool]]
+    run_contact: Callable[[str, str, Lease], Awaitable[RunResult]]
     description: str
     sandbox_state: Callable[[], Awaitable[dict[str, Any]]] | None
     agent_user_id: Callable[[str], int | None]
     close: Callable[[], Awaitable[None]]
+    deps: RunnerDeps  # the runner's timings (tests shorten them; they are not settings)
 
 
 def app_settings(s: Settings) -> AppSettings:
@@ -130,12 +131,14 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         report=report,
         pop_via=s.pop_via,
         observe_step=metrics.workflow_step,
+        holder=s.node_id,
+        landing_seconds=s.workflow_landing_seconds,
     )
 
-    async def run(agent: str, contact_id: str, lease: Lease) -> bool:
+    async def run(agent: str, contact_id: str, lease: Lease) -> RunResult:
         result = await run_contact(deps, agent, contact_id, lease)
         metrics.workflow_runs.labels(result=result.reason).inc()
-        return result.done
+        return result
 
     async def close() -> None:
         await client.close()
@@ -149,4 +152,5 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         sandbox_state=sandbox_state,
         agent_user_id=agent_user_id,
         close=close,
+        deps=deps,
     )

@@ -16,6 +16,7 @@ from daemon.core.workflow import (
     AgentInfo,
     CreateTicket,
     FindUsersByPhone,
+    Scope,
     SearchUsers,
     UpdateUserPhone,
     plan,
@@ -257,9 +258,38 @@ def test_transfer_finds_the_ticket_by_our_own_record() -> None:
 def test_transfer_finds_the_ticket_by_external_id() -> None:
     world = World()
     uid = known(world)
-    tid = world.ticket(uid, external_id="c-0")
+    tid = world.ticket(uid, external_id=AGENT.scope.of("c-0").external_id)
     drive(world, contact(initial_contact_id="c-0"))
     assert world.created_tickets() == [] and world.reported_tickets() == [tid]
+    (linked,) = [n for n in world.notices() if n.code == "transfer_linked"]
+    assert f"#{tid}" in linked.text and "c-0" in linked.text
+
+
+def test_a_transfer_the_trust_rule_refuses_is_not_followed() -> None:
+    world = World(untrusted="the initial contact ended more than 300 s before this one")
+    uid = known(world)
+    world.ticket(uid, external_id=AGENT.scope.of("c-0").external_id)
+    drive(world, contact(initial_contact_id="c-0", attributes={"force_ticket_creation": "no"}))
+    assert world.modes() == ["agent"] and world.reported_tickets() == []
+    (refused,) = world.notices()
+    assert refused.code == "transfer_not_trusted" and "300 s" in refused.text
+
+
+def test_identities_differ_by_agent_and_by_account() -> None:
+    a, b = AgentInfo(1, scope=Scope("acme", "agent-a")), AgentInfo(2, scope=Scope("acme", "b"))
+    other_account = AgentInfo(1, scope=Scope("umbrella", "agent-a"))
+    ids = {x.scope.of("c-1").external_id for x in (a, b, other_account)}
+    keys = {x.scope.of("c-1").idempotency_key("ticket:create") for x in (a, b, other_account)}
+    marks = {x.scope.of("c-1").marker("comment:voice") for x in (a, b, other_account)}
+    assert len(ids) == len(keys) == len(marks) == 3
+    assert all("c-1" in i for i in ids | keys | marks)
+    world = World()
+    known(world)
+    drive(world, contact(), agent=a)
+    drive(world, contact(), agent=b)  # another agent reports the same contact id
+    first, second = world.created_tickets()
+    assert first.external_id != second.external_id
+    assert first.idempotency_key != second.idempotency_key
 
 
 def test_transfer_without_a_ticket_switches_to_agent_mode() -> None:
@@ -341,7 +371,9 @@ def test_recognised_auto_creates_one_ticket_with_the_rules_fields() -> None:
     (t,) = world.created_tickets()
     assert (t.requester_id, t.submitter_id, t.assignee_id) == (uid, 900, 900)
     assert (t.subject, t.via_id, t.voice) == ("Incoming call from Ann", 45, True)
-    assert t.external_id == "c-1" and t.idempotency_key == "switchboard:c-1:ticket:create"
+    ident = AGENT.scope.of("c-1")
+    assert t.external_id == ident.external_id == f"switchboard:{AGENT.scope.digest}:c-1"
+    assert t.idempotency_key == f"{ident.external_id}:ticket:create"
     assert t.body.startswith("Amazon Connect Contact Details")
 
 
@@ -538,7 +570,7 @@ def test_details_note_fields() -> None:
         "Agent phone: extension",
         "Contact attributes",
         "order: 42",
-        "Switchboard c-1/ticket:create",
+        AGENT.scope.of("c-1").marker("ticket:create"),
     ]:
         assert line in body.splitlines(), line
     assert "voice_comment" not in body  # system attribute

@@ -221,7 +221,7 @@ def test_invariants_hold_for_any_scenario(sc: dict[str, Any]) -> None:
         assert created[0].via_id == (46 if c.direction == "outbound" else 45)
     for w in world.writes:
         if isinstance(w, AddComment | CreateTicket):
-            assert w.body.rstrip().endswith(f"Switchboard {c.contact_id}/{w.key}")
+            assert w.body.rstrip().endswith(AGENT.scope.of(c.contact_id).marker(w.key))
     reports = [r for r in world.reports if isinstance(r, Report)]
     assert len({r.key for r in reports}) == len(reports)
 

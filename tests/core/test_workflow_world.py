@@ -50,6 +50,7 @@ class World:
     reports: list[Report] = field(default_factory=list)
     journals: dict[str, dict[str, Any]] = field(default_factory=dict)  # other contacts
     fail: dict[str, dict[str, Any]] = field(default_factory=dict)  # step key -> failure
+    untrusted: str | None = None  # the trust rule refuses every transfer, saying this
     next_id: int = 1000
 
     # -- building ----------------------------------------------------------------------
@@ -129,8 +130,8 @@ class World:
     # -- executing ---------------------------------------------------------------------
 
     def execute(self, step: Step) -> Any:
-        if step.key in self.fail and step.zendesk_write:
-            self.writes.append(step)
+        if step.key in self.fail:
+            (self.writes if step.zendesk_write else self.reads).append(step)
             return self.fail[step.key]
         match step:
             case Report():
@@ -160,12 +161,16 @@ class World:
                 self.reads.append(step)
                 return self.info(tid) if tid in self.tickets else None
             case FindTransferTicket(initial_contact_id=initial):
+                # The runner's lookup after the trust rule (tested with the real runner).
                 self.reads.append(step)
+                if self.untrusted is not None:
+                    return {"ticket": None, "agent": "agent-a", "refused": self.untrusted}
                 own = current_ticket(self.journals.get(initial, {}))
-                if own is not None and own in self.tickets:
-                    return self.info(own)
-                found = [t for t in self.tickets.values() if t["external_id"] == initial]
-                return self.info(found[0]["id"]) if found else None
+                external_id = AGENT.scope.of(initial).external_id
+                found = [t["id"] for t in self.tickets.values() if t["external_id"] == external_id]
+                candidates = [own] if own is not None and own in self.tickets else found
+                ticket = self.info(candidates[0]) if candidates else None
+                return {"ticket": ticket, "agent": "agent-a", "refused": None}
             case FindRecentTickets(user_id=uid):
                 self.reads.append(step)
                 return [

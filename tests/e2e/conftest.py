@@ -13,6 +13,7 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -21,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from clients.python.tab import TabClient
 from daemon.app import Daemon
 from daemon.core.state import AgentState
+from daemon.core.workflow import Identity, Scope
 from daemon.sandbox import SANDBOX_KEY, Sandbox, SandboxConfig, create_app
 from daemon.zendesk.retry import RetryPolicy
 from protocol.messages import Error, Notify, Pop
@@ -38,6 +40,7 @@ FAST: dict[str, Any] = {
     "workflow_scan_seconds": 0.3,
     "workflow_lease_seconds": 1.5,
     "node_ttl_seconds": 1.5,
+    "workflow_landing_seconds": 2.0,
 }
 TIMEOUT = 15.0  # generous: `eventually` returns as soon as the condition holds
 
@@ -95,6 +98,10 @@ class Rig:
             # timeouts and backoffs fit in a test (the retry logic itself is unchanged).
             daemon.zendesk.client.timeout = 1.0
             daemon.zendesk.client.retry = RetryPolicy(max_attempts=5, base_delay=0.05)
+            # Likewise the runner's backoff: a contact's next attempt after a failure comes
+            # after a fifth of a second at first.
+            deps = daemon.zendesk.deps
+            deps.backoff_base, deps.backoff_cap = 0.2, 2.0
         return daemon
 
     @property
@@ -122,6 +129,10 @@ class Rig:
 
     # -- looking at Zendesk -----------------------------------------------------------------
 
+    def identity(self, contact_id: str, agent: str = AGENT) -> Identity:
+        """What the daemon's writes for this contact of this agent carry."""
+        return Scope(urlsplit(self.base_url).netloc, agent).of(contact_id)
+
     def customer(self, name: str, phone: str | None = None, **kw: Any) -> int:
         """An end user already in Zendesk (searchable at once)."""
         return self.sandbox.create_user(name=name, phone=phone, indexed=True, **kw).id
@@ -136,7 +147,8 @@ class Rig:
         found = self.state()["tickets"]
         if contact_id is None:
             return list(found)
-        return [t for t in found if t.get("external_id") == contact_id]
+        wanted = self.identity(contact_id).external_id
+        return [t for t in found if t.get("external_id") == wanted]
 
     def requests(self) -> dict[str, int]:
         return dict(self.sandbox.requests)

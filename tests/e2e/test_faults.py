@@ -77,7 +77,8 @@ async def test_voice_call_exactly_once_under_faults(rig: Rig, case: str) -> None
 
     (user,) = rig.end_users()
     (ticket,) = rig.tickets()
-    assert ticket["external_id"] == "c-1" and ticket["requester_id"] == user["id"]
+    assert ticket["external_id"] == rig.identity("c-1").external_id
+    assert ticket["requester_id"] == user["id"]
     assert len(details(ticket)) == 1
     assert len(voice_comments(ticket)) == 1
     analysis = [c for c in ticket["comments"] if c["body"].startswith("Speech analysis")]

@@ -1,7 +1,7 @@
 """One inbound call seen by several tabs of one agent, through a real daemon.
 
 Every tab's CCP reports every event; the daemon elects one owner and drives Zendesk itself,
-so the sandbox must end with exactly one ticket (external_id = the contact id), one details
+so the sandbox must end with exactly one ticket (external_id = the contact's identity), one details
 note, one voice comment and at most one new user, whatever the tabs do: report in triplicate,
 reload the owning tab, close it for good, or all close before the work is done.
 """

@@ -49,7 +49,8 @@ async def test_the_daemon_works_a_contact_through_either_credential(
         call = {"type": "voice", "customer_endpoint": "+15550001111"}
         await tab.report("incoming", "c-1", **call)
         await tab.report("connected", "c-1", **call)
-        await eventually(lambda: any(t.external_id == "c-1" for t in sandbox.tickets.values()))
+        tickets = sandbox.tickets.values()
+        await eventually(lambda: any(str(t.external_id).endswith(":c-1") for t in tickets))
         await tab.close()
 
 

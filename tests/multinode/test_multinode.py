@@ -65,7 +65,8 @@ def nodes(tmp_path: Path, redis_url: str, sandbox: SandboxProcess) -> Iterator[l
 
 
 def tickets_for(sandbox: SandboxProcess, contact: str) -> list[dict[str, Any]]:
-    return [t for t in sandbox.state()["tickets"] if t.get("external_id") == contact]
+    tickets = sandbox.state()["tickets"]
+    return [t for t in tickets if str(t.get("external_id")).endswith(f":{contact}")]
 
 
 def voice_comments(ticket: dict[str, Any]) -> list[dict[str, Any]]:

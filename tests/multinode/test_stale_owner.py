@@ -100,7 +100,7 @@ async def test_stale_runner_is_refused_by_redis_and_never_reaches_zendesk(
 
         done = await run_contact(deps(current, zd_new), AGENT, "c-stale", fresh)
         assert done.done
-    tickets = [t for t in state.tickets.values() if t.external_id == "c-stale"]
+    tickets = [t for t in state.tickets.values() if str(t.external_id).endswith(":c-stale")]
     assert len(tickets) == 1
     assert sum(c.type == "VoiceComment" for c in tickets[0].comments) == 1
     await paused.close()

@@ -78,7 +78,9 @@ async def sandbox_faults(node: Node, rules: list[dict[str, Any]] | None) -> None
 
 def tickets_of(node: Node, contact_id: str) -> list[dict[str, Any]]:
     state = node.sandbox.snapshot(node.zendesk_url)
-    return [t for t in state["tickets"] if t.get("external_id") == contact_id]
+    return [
+        t for t in state["tickets"] if str(t.get("external_id") or "").endswith(f":{contact_id}")
+    ]
 
 
 def unknown_caller(name: str = "Newt Caller", cli: str = "+447700900123") -> dict[str, Any]:

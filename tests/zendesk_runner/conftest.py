@@ -8,10 +8,13 @@ it must validate against Zendesk's OpenAPI description.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -19,7 +22,7 @@ from aiohttp.test_utils import TestServer
 from daemon.core.events import WorkflowReported
 from daemon.core.settings import AppSettings
 from daemon.core.state import AgentCommand, Contact
-from daemon.core.workflow import AgentInfo
+from daemon.core.workflow import AgentInfo, Identity, Scope
 from daemon.sandbox import SANDBOX_KEY, Sandbox, SandboxConfig, create_app
 from daemon.store.base import Lease, Store
 from daemon.store.memory import MemoryStore
@@ -34,6 +37,8 @@ AGENT = "agent-1"
 T0 = 1_700_000_000.0
 APP = AppSettings(instance_url="https://acme.my.connect.aws", default_dialed_number="+441632960000")
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
+#: The runner's "longest Zendesk may still apply a request" (fake-clock seconds).
+LANDING = 5.0
 
 
 class FakeClock:
@@ -51,11 +56,15 @@ class Rig:
     store: MemoryStore
     clock: FakeClock
     agent_id: int
-    contacts: dict[str, Contact] = field(default_factory=dict)
+    contacts: dict[tuple[str, str], Contact] = field(default_factory=dict)  # (agent, id)
     reports: list[WorkflowReported] = field(default_factory=list)
     clients: list[ZendeskClient] = field(default_factory=list)
     holders: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     settings: AppSettings = APP
+
+    def identity(self, contact_id: str = "c-1", agent: str = AGENT) -> Identity:
+        """What the runner's writes for this contact of this agent carry."""
+        return Scope(urlsplit(self.base_url).netloc, agent).of(contact_id)
 
     def client(self, **kw: Any) -> ZendeskClient:
         opts: dict[str, Any] = {"timeout": 2.0, "max_attempts": 5, "backoff_base": 0.01}
@@ -69,7 +78,7 @@ class Rig:
             return AgentInfo(user_id=self.agent_id, name="Sandbox Agent")
 
         async def load_contact(agent: str, contact_id: str) -> Contact | None:
-            return self.contacts.get(contact_id)
+            return self.contacts.get((agent, contact_id))
 
         async def report(agent: str, event: WorkflowReported) -> None:
             self.reports.append(event)
@@ -81,27 +90,55 @@ class Rig:
             agent_info=agent_info,
             load_contact=load_contact,
             report=report,
+            clock=self.clock,
+            landing_seconds=LANDING,
+            backoff_base=0.5,
+            backoff_cap=4.0,
         )
 
-    async def lease(self, contact_id: str, ttl: float = 30.0) -> Lease:
+    async def lease(self, contact_id: str, ttl: float = 30.0, agent: str = AGENT) -> Lease:
         lease = await self.store.claim_lease(
-            AGENT, f"runner:{contact_id}", f"node-{next(self.holders)}", ttl
+            agent, f"runner:{contact_id}", f"node-{next(self.holders)}", ttl
         )
         assert lease is not None
         return lease
 
     async def run(
-        self, contact: Contact, *, deps: RunnerDeps | None = None, lease: Lease | None = None
+        self,
+        contact: Contact,
+        *,
+        deps: RunnerDeps | None = None,
+        lease: Lease | None = None,
+        agent: str = AGENT,
     ) -> RunResult:
         """One scheduler run: claim, run, release."""
-        self.contacts[contact.contact_id] = contact
-        held = lease or await self.lease(contact.contact_id)
+        self.contacts[(agent, contact.contact_id)] = contact
+        held = lease or await self.lease(contact.contact_id, agent=agent)
         d = deps or self.deps()
         try:
             async with d.client:
-                return await run_contact(d, AGENT, contact.contact_id, held)
+                return await run_contact(d, agent, contact.contact_id, held)
         finally:
             await self.store.release_lease(held)
+
+    async def finish(
+        self, contact: Contact, *, agent: str = AGENT, runs: int = 20, **kw: Any
+    ) -> list[RunResult]:
+        """Run as the scheduler would until done: after a transient failure the next run
+        comes at the contact's next attempt time (the fake clock jumps there; a runner on
+        the real clock really waits, so a held request can land meanwhile)."""
+        results: list[RunResult] = []
+        deps: RunnerDeps | None = kw.get("deps")
+        for _ in range(runs):
+            result = await self.run(contact, agent=agent, **kw)
+            results.append(result)
+            if result.done or result.retry_at is None:
+                return results
+            if deps is not None and deps.clock is time.time:
+                await asyncio.sleep(max(0.0, result.retry_at - time.time()))
+            else:
+                self.clock.now = max(self.clock.now, result.retry_at)
+        raise AssertionError(f"not done after {runs} runs: {results[-1]}")
 
     # -- looking at the sandbox ------------------------------------------------------------
 

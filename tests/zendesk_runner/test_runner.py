@@ -6,6 +6,7 @@ before any Zendesk write; injected 500s, timeouts and dropped answers; and the n
 Zendesk requests per contact on the three common paths (printed, bounded).
 """
 
+import time
 from typing import Any
 
 import pytest
@@ -14,9 +15,8 @@ from daemon.core.state import AgentCommand, ChatLine
 from daemon.sandbox import FaultRule
 from daemon.store.base import Lease
 from daemon.store.memory import MemoryStore
-from daemon.zendesk.models import NewComment, NewTicket
 from daemon.zendesk.runner import ATTEMPT, run_contact
-from tests.zendesk_runner.conftest import AGENT, T0, Rig, contact
+from tests.zendesk_runner.conftest import AGENT, LANDING, T0, Rig, contact
 
 VOICE_TICKETS = "/api/v2/channels/voice/tickets"
 TICKET = "/api/v2/tickets/*"
@@ -37,7 +37,7 @@ def marker_count(rig: Rig, key: str) -> int:
 def assert_one_call_recorded(rig: Rig) -> Any:
     """Exactly one ticket, one details note, one voice comment."""
     (ticket,) = rig.tickets()
-    assert ticket.external_id == "c-1"
+    assert ticket.external_id == rig.identity().external_id
     details = [c for c in ticket.comments if c.body.startswith("Amazon Connect Contact Details")]
     assert len(details) == 1
     assert voice_comments(rig) == 1
@@ -77,7 +77,7 @@ async def test_unrecognised_caller_auto_mode(rig: Rig) -> None:
     assert (user.name, user.phone, user.external_id) == (
         "Newt Caller",
         "+447700900123",
-        "switchboard:c-1",
+        rig.identity().external_id,
     )
     ticket = assert_one_call_recorded(rig)
     assert ticket.requester_id == user.id
@@ -134,21 +134,24 @@ async def test_transfer_uses_our_own_record(rig: Rig) -> None:
     assert rig.reports[-1].pops[-1].id == ticket.id
 
 
-async def test_transfer_found_by_external_id_from_another_agents_contact(rig: Rig) -> None:
+async def test_transfer_from_another_agent_reaches_the_first_agents_ticket(rig: Rig) -> None:
+    """A real transfer: agent A's contact c-0 ended, agent B's c-1 names it (trust rule)."""
     uid = rig.customer("Ann Caller", "+447700900123")
-    async with rig.client() as zd:  # the first leg, handled by another agent's daemon
-        created = await zd.create_ticket(
-            NewTicket(
-                subject="first leg",
-                comment=NewComment(body="x"),
-                requester_id=uid,
-                external_id="c-0",
-            ),
-            idempotency_key="seed",
-        )
-    assert (await rig.run(contact(initial_contact_id="c-0"))).done
-    assert len(rig.tickets()) == 1
-    assert any(r.ticket_id == created.ticket.id for r in rig.reports)
+    assert (await rig.run(contact(contact_id="c-0"), agent="agent-a")).done
+    (ticket,) = rig.tickets()
+    second = contact(contact_id="c-1", initial_contact_id="c-0")
+    second = second.model_copy(update={"created_at": T0 + 50})  # after c-0 ended (T0 + 43)
+    assert (await rig.run(second)).done
+    assert rig.tickets() == [ticket] and voice_comments(rig) == 2
+    assert any(r.ticket_id == ticket.id for r in rig.reports)
+    assert ticket.requester_id == uid
+    linked = [n for r in rig.reports for n in r.notices if n.code == "transfer_linked"]
+    assert len(linked) == 1 and f"#{ticket.id}" in linked[0].text
+    journal = await rig.store.journal_read(AGENT, "c-1")
+    assert journal["lookup:transfer"]["agent"] == "agent-a"
+    details = [c for c in ticket.comments if rig.identity("c-1").marker_prefix in c.body]
+    assert len(details) == 1 and "Initial contact ID: c-0" in details[0].body
+    assert "Transferred from agent: agent-a" in details[0].body
 
 
 async def test_recent_ticket_is_reused(rig: Rig) -> None:
@@ -242,7 +245,7 @@ async def test_unrecognised_interrupted_after_every_write(rig: Rig) -> None:
 async def test_stale_lease_never_reaches_zendesk(rig: Rig) -> None:
     rig.customer("Ann Caller", "+447700900123")
     c = contact()
-    rig.contacts[c.contact_id] = c
+    rig.contacts[(AGENT, c.contact_id)] = c
     old = await rig.lease(c.contact_id, ttl=5)
     rig.clock.now += 10  # the old holder was paused past its lease
     new = await rig.lease(c.contact_id)
@@ -300,10 +303,17 @@ async def test_timeouts_end_with_one_ticket_and_one_voice_comment(rig: Rig) -> N
             FaultRule(kind="timeout", method="PUT", path=TICKET, seconds=0.6),
         ]
     )
+    # The sandbox finishes each held request after the client gave up on it (as Zendesk
+    # does): the runner must wait until it can no longer land, then check, not resend.
     deps = rig.deps(client=rig.client(timeout=0.3))
-    assert (await rig.run(contact(), deps=deps)).done
+    deps.clock, deps.landing_seconds = time.time, 1.5
+    results = await rig.finish(contact(), deps=deps)
+    assert [r.reason for r in results[:-1]] == ["error"] * (len(results) - 1)
+    assert len(results) >= 2 and results[-1].done
     assert rig.sandbox.faults.rules == []
-    assert rig.sandbox.request_count("POST", VOICE_TICKETS) == 2  # replayed by its key
+    # Each held request landed before its deadline: found, not sent again.
+    assert rig.sandbox.request_count("POST", VOICE_TICKETS) == 1
+    assert rig.sandbox.request_count("PUT", "/api/v2/tickets/{ticket_id}") == 1
     assert_one_call_recorded(rig)
 
 
@@ -332,7 +342,10 @@ async def test_a_step_that_keeps_failing_stops_the_run_and_the_next_run_finishes
     journal = await rig.store.journal_read(AGENT, "c-1")
     assert ATTEMPT + "comment:voice" in journal and "comment:voice" not in journal
     rig.sandbox.faults.clear()
-    assert (await rig.run(contact())).done
+    assert first.retry_at is not None and first.retry_at >= rig.clock.now + LANDING
+    assert (await rig.run(contact())).reason == "backoff"  # not before its next attempt
+    assert rig.write_requests() == 2
+    assert (await rig.finish(contact()))[-1].done
     assert_one_call_recorded(rig)
 
 
@@ -344,7 +357,7 @@ async def test_transcript_once_despite_dropped_answers(rig: Rig) -> None:
     first = await rig.run(c, deps=rig.deps(client=rig.client(max_attempts=1)))
     assert not first.done
     rig.sandbox.faults.clear()
-    assert (await rig.run(c)).done
+    assert (await rig.finish(c))[-1].done
     assert marker_count(rig, "comment:transcript") == 1
 
 

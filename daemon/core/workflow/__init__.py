@@ -3,6 +3,7 @@
 `daemon.zendesk.runner` executes the plans; everything here is synchronous and free of I/O.
 """
 
+from daemon.core.workflow.identity import Identity, Scope
 from daemon.core.workflow.policy import AgentInfo, cli_number, current_ticket, plan, search_digits
 from daemon.core.workflow.steps import (
     AddComment,
@@ -20,6 +21,7 @@ from daemon.core.workflow.steps import (
     SearchUsers,
     Step,
     TicketInfo,
+    TransferLink,
     UpdateUserPhone,
     UploadRecording,
     UserInfo,
@@ -38,12 +40,15 @@ __all__ = [
     "FindTransferTicket",
     "FindUser",
     "FindUsersByPhone",
+    "Identity",
     "Plan",
     "ReadStep",
     "Report",
+    "Scope",
     "SearchUsers",
     "Step",
     "TicketInfo",
+    "TransferLink",
     "UpdateUserPhone",
     "UploadRecording",
     "UserInfo",

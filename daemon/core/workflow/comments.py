@@ -1,31 +1,52 @@
 """Text of the comments the workflow adds to tickets. Pure string building.
 
-Every comment body ends with a marker line (`Switchboard <contact>/<step>`): a runner that
-crashed between sending a comment and journaling it finds the marker among the ticket's
-comments and does not add the comment twice. It is short and sits in private notes only.
+Every comment body ends with a marker line (`Switchboard <scope>/<contact>/<step>`, see
+`identity`): a runner that crashed between sending a comment and journaling it, or one whose
+journal was lost, finds the marker among the ticket's comments and does not add the comment
+twice. It is short and sits in private notes only.
 """
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote
 
 from daemon.core.settings import AppSettings
 from daemon.core.state import ChatLine, Contact
+from daemon.core.workflow.identity import Identity
 
 DETAILS_TITLE = "Amazon Connect Contact Details"
 
 
-def marker(contact_id: str, key: str) -> str:
-    return f"Switchboard {contact_id}/{key}"
+def with_marker(body: str, identity: Identity, key: str) -> str:
+    return f"{body.rstrip()}\n\n{identity.marker(key)}"
 
 
-def with_marker(body: str, contact_id: str, key: str) -> str:
-    return f"{body.rstrip()}\n\n{marker(contact_id, key)}"
+#: The last second `datetime` (and Zendesk) can render: 9999-12-31T23:59:59Z.
+LATEST = 253_402_300_799.0
+UNKNOWN_TIME = "unknown time"
 
 
-def iso(ts: float) -> str:
-    """ISO 8601 UTC, whole seconds, as Zendesk renders times."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def valid_time(ts: float | None) -> float | None:
+    """`ts` if it is a time a comment can show (finite, 1970..9999), else None.
+
+    Times reach the builders from tabs (chat lines' `sent_at`) as well as from the daemon's
+    clock; the wire refuses absurd ones, but the builders must stay total whatever the
+    journal or an older daemon left behind: a value that cannot be rendered is left out,
+    never allowed to raise (a raising builder would fail the contact on every scan).
+    """
+    if ts is None or not math.isfinite(ts) or not 0.0 <= ts <= LATEST:
+        return None
+    return ts
+
+
+def iso(ts: float | None) -> str:
+    """ISO 8601 UTC, whole seconds, as Zendesk renders times; `UNKNOWN_TIME` for a time that
+    cannot be rendered (see `valid_time`)."""
+    valid = valid_time(ts)
+    if valid is None:
+        return UNKNOWN_TIME
+    return datetime.fromtimestamp(valid, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def recording_url(app: AppSettings, contact_id: str) -> str | None:
@@ -52,13 +73,20 @@ def details(
     call_from: str | None,
     call_to: str | None,
     with_call_parties: bool,
+    transferred_from: str | None = None,
 ) -> str:
-    """The "Amazon Connect Contact Details" note added when the contact connects."""
+    """The "Amazon Connect Contact Details" note added when the contact connects.
+
+    `transferred_from`: the agent whose contact this one was transferred from, when the
+    workflow followed that link to another agent's ticket (recorded here for all to see).
+    """
     kind = {"voice": "call", "chat": "chat", "task": "task"}[contact.type]
     lines = [DETAILS_TITLE, f"Direction: {contact.direction.capitalize()} {kind}"]
     lines.append(f"Contact ID: {contact.contact_id}")
     if contact.initial_contact_id and contact.initial_contact_id != contact.contact_id:
         lines.append(f"Initial contact ID: {contact.initial_contact_id}")
+        if transferred_from is not None:
+            lines.append(f"Transferred from agent: {transferred_from}")
     if contact.type == "voice" and download_recording:
         url = recording_url(app, contact.contact_id)
         if url:
@@ -111,15 +139,15 @@ def transcript(lines: Iterable[ChatLine], agent_name: str | None) -> str:
     """The chat transcript: customer, agent, bot and system (join/leave) messages in order."""
     labels = {"customer": "Customer", "agent": agent_name or "Agent", "bot": "Bot",
               "system": "System"}  # fmt: skip
-    ordered = sorted(
-        enumerate(lines), key=lambda p: (p[1].sent_at is None, p[1].sent_at or 0.0, p[0])
-    )
+    timed = [(valid_time(line.sent_at), i, line) for i, line in enumerate(lines)]
+    # Lines without a usable time keep their arrival order, after the timed ones.
+    ordered = sorted(timed, key=lambda p: (p[0] is None, p[0] or 0.0, p[1]))
     out = ["Chat transcript"]
-    for _, line in ordered:
+    for at, _, line in ordered:
         who = line.name or labels[line.participant]
         if line.participant == "system":
             who = "System"
-        when = f"[{iso(line.sent_at)}] " if line.sent_at is not None else ""
+        when = f"[{iso(at)}] " if at is not None else ""
         out.append(f"{when}{who}: {line.text}")
     return "\n".join(out)
 

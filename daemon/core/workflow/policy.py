@@ -18,9 +18,12 @@ The flow, rule by rule (BEHAVIOUR.md and the administrator guide):
 4. Ticket requested (`zendesk_ticket`, name configurable): 0 = a new ticket; N is looked up;
    missing -> notice "Requested ticket #N was not found" and a new ticket.
 5. Transfer (initial contact id differs, not a queue callback) with no requested ticket: the
-   initial contact's ticket, by our own record then by `external_id`; its requester is the
-   customer (no identification request). None -> agent mode + "No ticket was found related
-   to transfer".
+   initial contact's ticket, by its agent's record then by its `external_id`, if the trust
+   rule of `workflow.transfer` allows following it (the first agent that reported it, the
+   same account, still going or ended minutes ago); its requester is the customer (no
+   identification request). The link is noticed to the tabs and, across agents, named in
+   the details note. None -> agent mode + "No ticket was found related to transfer" (or
+   "transfer_not_trusted" with the reason).
 6. Customer: voice `zendesk_user` -> `customer_number` -> CLI; chat `zendesk_user` ->
    `customer_email` -> `customer_name` (an email with no match falls through to the name).
    Outbound click-to-dial goes to the user/ticket it was started from.
@@ -64,14 +67,19 @@ none; no recording upload, no speech analysis, attributes unchanged at the end):
   1 details note instead of the creation), +1 if attributes changed or analysis is enabled.
 - unrecognised caller, auto mode: 4 — phone search, create user, create ticket, voice comment.
 - agent mode, recognised caller: 3 — phone search, then either the agent's create_ticket /
-  the forced ticket at the end (1, with the details) or attach_to_current (1 details note),
-  and the voice comment.
+  the forced ticket at the end (1, with the details) or attach_to_current (1 details note,
+  +1 read: see below), and the voice comment.
 - chat, recognised by email, auto mode: 3 — user search, create ticket, transcript.
 
 A retry after a crash between a write and its journal entry costs one more read (the
-ticket's comments, or the tickets with our external_id) for that step only.
+ticket's comments, or the tickets with our external_id) for that step only. The first write
+to a ticket the contact did not create (attach_to_current, a requested, recent or transfer
+ticket) reads the ticket's comments first: if the contact's own marker is already there, its
+journal was lost (the store restarted empty and the contact was sent again), and every later
+write to that ticket is checked the same way (see `daemon.zendesk.runner`).
 """
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -86,6 +94,7 @@ from daemon.core.settings import (
 )
 from daemon.core.state import AgentCommand, Contact
 from daemon.core.workflow import comments
+from daemon.core.workflow.identity import Identity, Scope
 from daemon.core.workflow.steps import (
     AddComment,
     AddVoiceComment,
@@ -101,25 +110,32 @@ from daemon.core.workflow.steps import (
     SearchUsers,
     Step,
     TicketInfo,
+    TransferLink,
     UpdateUserPhone,
     UploadRecording,
     UserInfo,
     VoiceData,
 )
 
+#: The scope of an AgentInfo built without one (the pure tests); the runner always sets it.
+UNSCOPED = Scope("", "")
 ANONYMOUS_CLIS = frozenset({"", "anonymous", "private", "unknown"})
 VIA_INBOUND = 45
 VIA_OUTBOUND = 46
 TICKET_CREATE = "ticket:create"
+#: A call longer than a day is a clock error, not a call: its duration is capped.
+MAX_CALL_SECONDS = 86_400.0
 USER_CREATE = "user:create"
 
 
 @dataclass(frozen=True, slots=True)
 class AgentInfo:
-    """The agent in Zendesk: submitter/assignee of new tickets, answerer of calls."""
+    """The agent in Zendesk: submitter/assignee of new tickets, answerer of calls, and the
+    account and agent every identity of its writes carries (see `identity`)."""
 
     user_id: int | None
     name: str | None = None
+    scope: Scope = UNSCOPED
 
 
 Status = Literal["recognised", "unrecognised", "anonymous", "ambiguous"]
@@ -133,6 +149,23 @@ class _Customer:
     search: str | None = None  # what to search for when several users matched
     email: str | None = None
     name: str | None = None
+
+
+def _first_time(*candidates: float | None) -> float | None:
+    """The first candidate that is a renderable time (see `comments.valid_time`)."""
+    return next((t for t in map(comments.valid_time, candidates) if t is not None), None)
+
+
+@dataclass(slots=True)
+class _Choice:
+    """What the phases decided so far about the contact's ticket and customer."""
+
+    mode: Literal["auto", "agent"]
+    ticket: TicketInfo | None = None
+    requested: bool = False  # the contact flow asked for `ticket`
+    transfer: bool = False  # the contact names another as its initial contact
+    from_transfer: bool = False  # `ticket` is the initial contact's
+    customer: _Customer = dataclasses.field(default_factory=lambda: _Customer("unrecognised"))
 
 
 class _Blocked(Exception):
@@ -200,15 +233,34 @@ class _Planner:
         self.steps: list[Step] = []
         self.waiting = False
         self.connected = "connected" in contact.events_seen
+        self.identity: Identity = agent.scope.of(contact.contact_id)
+        self.transferred_from: str | None = None  # another agent's contact we follow
 
     # -- plumbing ----------------------------------------------------------------------
 
     def need(self, step: Step) -> Any:
-        """The step's journaled result; if there is none yet, plan the step and stop here."""
-        if step.key in self.journal:
-            return self.journal[step.key]
-        self.steps.append(step)
-        raise _Blocked
+        """The step's journaled result; if there is none yet, plan the step and stop here.
+
+        A step Zendesk refused for good is reported to the owner tab once (ticket and user
+        creation say it in their own words) and is never planned again; a refused lookup
+        reads as "nothing found".
+        """
+        if step.key not in self.journal:
+            self.steps.append(step)
+            raise _Blocked
+        result = self.journal[step.key]
+        if not failed(result):
+            return result
+        if not isinstance(step, CreateTicket | CreateUser):
+            self.notice(
+                f"refused:{step.key}", "zendesk_refused",
+                f"Zendesk refused a step of this contact's workflow ({step.key}): "
+                f"{result.get('message') or result['failed']}",
+                level="urgent",
+            )  # fmt: skip
+        if step.zendesk_write:
+            return result
+        return [] if isinstance(step, FindUsersByPhone | SearchUsers | FindRecentTickets) else None
 
     def tell(self, report: Report) -> None:
         """Plan a report to the tabs unless already made; planning goes on (nothing waits)."""
@@ -226,81 +278,106 @@ class _Planner:
         self.waiting = True
         raise _Blocked
 
-    def key(self, key: str) -> str:
-        """An idempotency key for a create: the contact and the step, nothing else."""
-        return f"switchboard:{self.c.contact_id}:{key}"
-
     # -- the flow ----------------------------------------------------------------------
 
     def run(self) -> None:
-        c, s = self.c, self.s
-        if c.refused is not None or c.monitoring or c.type == "task":
+        """The flow of the module docstring, phase by phase; each phase may stop planning
+        (`need` of a step not yet done, `wait`) and the next plan resumes from the journal."""
+        if not self.started():
             return
+        choice = self.choose_ticket()
+        choice.customer = self.customer_for(choice)
+        self.check_requester(choice)
+        self.reuse_recent_ticket(choice)
+        self.decide_mode(choice)
+        self.first_pops(choice)
+        current = self.during_contact(choice)
+        if not self.c.finished:
+            self.wait()
+        self.at_the_end(choice, current)
+
+    # -- phases ------------------------------------------------------------------------
+
+    def started(self) -> bool:
+        """Rules 1-3: whether the contact gets a workflow and it has begun (else `wait`)."""
+        c = self.c
+        if c.refused is not None or c.monitoring or c.type == "task":
+            return False
         self.report_warnings()
         if c.finished and not self.connected:
-            return
-        if not self.connected and not s.pop_incoming:
+            return False
+        if not self.connected and not self.s.pop_incoming:
             self.wait()
+        return True
 
-        mode = s.ticket_assignment
-        ticket, requested = self.requested_ticket()
-        transfer = bool(
+    def choose_ticket(self) -> "_Choice":
+        """Rules 4-5: the ticket the contact flow asked for, the transfer's, click to dial."""
+        c = self.c
+        choice = _Choice(mode=self.s.ticket_assignment)
+        choice.ticket, choice.requested = self.requested_ticket()
+        choice.transfer = bool(
             c.initial_contact_id and c.initial_contact_id != c.contact_id and not c.is_callback
         )
-        from_transfer = False
-        if transfer and ticket is None:
-            found = self.need(FindTransferTicket("lookup:transfer", c.initial_contact_id or ""))
-            if found:
-                ticket, from_transfer = found, True
+        if choice.transfer and choice.ticket is None:
+            found = self.transfer_ticket(c.initial_contact_id or "")
+            if found is not None:
+                choice.ticket, choice.from_transfer = found, True
             else:
-                mode = "agent"
-                self.notice(
-                    "transfer",
-                    "transfer_ticket_not_found",
-                    "No ticket was found related to transfer",
-                )
-        if c.click_to_dial is not None and c.click_to_dial.kind == "ticket" and ticket is None:
-            ticket = {"id": c.click_to_dial.id}
+                choice.mode = "agent"
+        if c.click_to_dial is not None and c.click_to_dial.kind == "ticket" and not choice.ticket:
+            choice.ticket = {"id": c.click_to_dial.id}
+        return choice
 
-        if from_transfer and ticket is not None and ticket.get("requester_id"):
-            customer = _Customer("recognised", user={"id": int(ticket["requester_id"] or 0)})
-        elif c.click_to_dial is not None and c.click_to_dial.kind == "ticket":
-            customer = _Customer("unrecognised")  # the ticket is the target; no lookup needed
-        else:
-            customer = self.identify()
+    def customer_for(self, choice: "_Choice") -> _Customer:
+        """Rule 6: the transfer's requester, the click-to-dial ticket's, or identification."""
+        c, ticket = self.c, choice.ticket
+        if choice.from_transfer and ticket is not None and ticket.get("requester_id"):
+            return _Customer("recognised", user={"id": int(ticket["requester_id"] or 0)})
+        if c.click_to_dial is not None and c.click_to_dial.kind == "ticket":
+            return _Customer("unrecognised")  # the ticket is the target; no lookup needed
+        return self.identify()
 
-        if requested and ticket is not None:
-            requester = ticket.get("requester_id")
-            if customer.user is not None and requester and customer.user["id"] != requester:
-                self.notice(
-                    "ticket_user", "ticket_user_mismatch",
-                    "Requested ticket doesn't belong to this user",
-                )  # fmt: skip
-            elif customer.user is None and requester:
-                customer = _Customer("recognised", user={"id": int(requester)})
+    def check_requester(self, choice: "_Choice") -> None:
+        """Rule 7: a requested ticket of someone else is still used, with a notice."""
+        if not choice.requested or choice.ticket is None:
+            return
+        requester, customer = choice.ticket.get("requester_id"), choice.customer
+        if customer.user is not None and requester and customer.user["id"] != requester:
+            self.notice(
+                "ticket_user", "ticket_user_mismatch",
+                "Requested ticket doesn't belong to this user",
+            )  # fmt: skip
+        elif customer.user is None and requester:
+            choice.customer = _Customer("recognised", user={"id": int(requester)})
 
+    def reuse_recent_ticket(self, choice: "_Choice") -> None:
+        """Rule 8: a recent ticket of the recognised customer."""
+        user = choice.customer.user
         if (
-            ticket is None
-            and s.zendesk_ticket is None
-            and not transfer
-            and customer.user is not None
-            and s.recent_ticket_timeout > 0
+            choice.ticket is None
+            and self.s.zendesk_ticket is None
+            and not choice.transfer
+            and user is not None
+            and self.s.recent_ticket_timeout > 0
         ):
-            ticket = self.recent_ticket(customer.user["id"])
+            choice.ticket = self.recent_ticket(user["id"])
 
+    def decide_mode(self, choice: "_Choice") -> None:
+        """Rules 6 and 10: several matches (or an unknown chat customer) mean agent mode."""
+        c, customer = self.c, choice.customer
         if customer.status == "ambiguous" or (
-            c.type == "chat" and customer.status != "recognised" and ticket is None
+            c.type == "chat" and customer.status != "recognised" and choice.ticket is None
         ):
-            mode = "agent"
+            choice.mode = "agent"
         if customer.status == "ambiguous":
             self.notice(
                 "multiple_matches", "multiple_matches",
                 f"Several Zendesk users match {customer.search}: search for the customer and "
                 "open the right profile",
             )  # fmt: skip
-        if mode == "agent":
+        if choice.mode == "agent":
             self.tell(Report(key="report:mode", mode="agent"))
-            if s.zendesk_ticket == 0:
+            if self.s.zendesk_ticket == 0:
                 self.notice(
                     "new_ticket", "new_ticket_requested", "The customer asked for a new ticket",
                     level="info",
@@ -309,35 +386,68 @@ class _Planner:
             uid = customer.user["id"]
             self.tell(Report(key=f"report:user:{uid}", user_id=uid))
 
-        # Pops: what the agent should see first.
-        if mode == "agent" or not self.connected:
-            if ticket is not None:
-                self.pop("ticket", ticket["id"])
-            elif customer.user is not None:
-                self.pop("user", customer.user["id"])
-            elif customer.status == "ambiguous" and mode == "agent":
-                self.pop("search", query=customer.search)
+    def first_pops(self, choice: "_Choice") -> None:
+        """Rules 9-10: what the agent should see first."""
+        if choice.mode != "agent" and self.connected:
+            return
+        customer = choice.customer
+        if choice.ticket is not None:
+            self.pop("ticket", choice.ticket["id"])
+        elif customer.user is not None:
+            self.pop("user", customer.user["id"])
+        elif customer.status == "ambiguous" and choice.mode == "agent":
+            self.pop("search", query=customer.search)
 
-        attached = self.attachments(mode, ticket, customer)
-        self.attach(attached, customer)
+    def during_contact(self, choice: "_Choice") -> int | None:
+        """Rules 9-12: attach (and create) tickets, details notes, pause notes; the current
+        ticket."""
+        attached = self.attachments(choice.mode, choice.ticket, choice.customer)
+        self.attach(attached, choice.customer)
         current = attached[-1] if attached else None
         self.pause_notes(current)
+        return current
 
-        if not c.finished:
-            self.wait()
+    def at_the_end(self, choice: "_Choice", current: int | None) -> None:
+        """Rules 10 and 13: the forced ticket, then the end-of-contact comments."""
         if (
             current is None
-            and mode == "agent"
-            and s.force_ticket_creation
-            and self.may_create(customer)
+            and choice.mode == "agent"
+            and self.s.force_ticket_creation
+            and self.may_create(choice.customer)
         ):
-            current = self.create_ticket(customer, None) or None
+            current = self.create_ticket(choice.customer, None) or None
             if current is not None:
-                self.attach([current], customer)
+                self.attach([current], choice.customer)
                 self.pause_notes(current)
-        if current is None:
-            return
-        self.end_of_contact(current)
+        if current is not None:
+            self.end_of_contact(current)
+
+    def transfer_ticket(self, initial: str) -> TicketInfo | None:
+        """Rule 5 and `workflow.transfer`: the initial contact's ticket, if the link may be
+        followed; the link is shown to the tabs either way."""
+        found = self.need(FindTransferTicket("lookup:transfer", initial))
+        if isinstance(found, dict) and "id" in found:
+            return found  # type: ignore[return-value]  # journaled by an older daemon
+        link: TransferLink = found if found else {"ticket": None, "agent": None, "refused": None}
+        ticket = link.get("ticket")
+        if link.get("refused"):
+            self.notice(
+                "transfer", "transfer_not_trusted",
+                f"The transfer's first contact {initial} was not followed: {link['refused']}",
+            )  # fmt: skip
+        elif ticket is None:
+            self.notice(
+                "transfer", "transfer_ticket_not_found", "No ticket was found related to transfer"
+            )
+        else:
+            self.notice(
+                "transfer_linked", "transfer_linked",
+                f"Linked to ticket #{ticket['id']} of the transferred contact {initial}",
+                level="info",
+            )  # fmt: skip
+            if link.get("agent") not in (None, self.agent.scope.agent):
+                self.transferred_from = link["agent"]
+        return ticket
 
     # -- rules -------------------------------------------------------------------------
 
@@ -432,7 +542,8 @@ class _Planner:
         tickets: list[TicketInfo] = (
             self.need(FindRecentTickets(f"lookup:recent_tickets:{user_id}", user_id)) or []
         )
-        arrived = min(self.c.event_times.values(), default=self.c.created_at)
+        times = [comments.valid_time(t) for t in self.c.event_times.values()]
+        arrived = min((t for t in times if t is not None), default=self.c.created_at)
         cutoff = arrived - self.s.recent_ticket_timeout * 60
         fresh = [
             t
@@ -518,7 +629,7 @@ class _Planner:
                 CreateUser(
                     key=USER_CREATE,
                     name=name,
-                    external_id=f"switchboard:{c.contact_id}",
+                    external_id=self.identity.external_id,
                     phone=customer.number if c.type == "voice" else None,
                     email=customer.email if c.type == "chat" else None,
                 )
@@ -555,9 +666,9 @@ class _Planner:
             CreateTicket(
                 key=TICKET_CREATE,
                 subject=subject,
-                body=comments.with_marker(body, c.contact_id, TICKET_CREATE),
-                external_id=c.contact_id,
-                idempotency_key=self.key(TICKET_CREATE),
+                body=comments.with_marker(body, self.identity, TICKET_CREATE),
+                external_id=self.identity.external_id,
+                idempotency_key=self.identity.idempotency_key(TICKET_CREATE),
                 voice=voice,
                 via_id=(VIA_OUTBOUND if c.direction == "outbound" else VIA_INBOUND)
                 if voice
@@ -600,6 +711,7 @@ class _Planner:
             call_from=call_from,
             call_to=call_to,
             with_call_parties=self.c.type == "voice" and not self.s.voice_comment,
+            transferred_from=self.transferred_from,
         )
         attrs = self.shown_attributes()
         block = comments.attributes(attrs, compact=self.app.compact_attributes)
@@ -637,8 +749,8 @@ class _Planner:
                     AddComment(
                         key=key,
                         ticket_id=tid,
-                        body=comments.with_marker(body, self.c.contact_id, key),
-                        marker=comments.marker(self.c.contact_id, key),
+                        body=comments.with_marker(body, self.identity, key),
+                        marker=self.identity.marker(key),
                         details=True,
                         attributes=attrs,
                     )
@@ -677,8 +789,8 @@ class _Planner:
                 AddComment(
                     key=key,
                     ticket_id=current,
-                    body=comments.with_marker(body, c.contact_id, key),
-                    marker=comments.marker(c.contact_id, key),
+                    body=comments.with_marker(body, self.identity, key),
+                    marker=self.identity.marker(key),
                 )
             )
 
@@ -712,8 +824,8 @@ class _Planner:
                 AddComment(
                     key=key,
                     ticket_id=ticket_id,
-                    body=comments.with_marker("\n\n".join(parts), c.contact_id, key),
-                    marker=comments.marker(c.contact_id, key),
+                    body=comments.with_marker("\n\n".join(parts), self.identity, key),
+                    marker=self.identity.marker(key),
                     analysis=bool(analysis_text),
                     attributes=changed,
                     uploads=uploads,
@@ -728,8 +840,8 @@ class _Planner:
                 AddComment(
                     key=key,
                     ticket_id=ticket_id,
-                    body=comments.with_marker(body, c.contact_id, key),
-                    marker=comments.marker(c.contact_id, key),
+                    body=comments.with_marker(body, self.identity, key),
+                    marker=self.identity.marker(key),
                 )
             )
         self.tell(Report(key="pop:end", pops=(PopRequest("ticket", ticket_id),)))
@@ -737,13 +849,13 @@ class _Planner:
     def voice_comment(self, ticket_id: int, recording: str | None) -> None:
         c = self.c
         call_from, call_to = self.parties()
-        started = c.event_times.get("connected", c.created_at)
-        ended = c.event_times.get("ended") or c.finished_at or started
+        started = _first_time(c.event_times.get("connected"), c.created_at) or 0.0
+        ended = _first_time(c.event_times.get("ended"), c.finished_at) or started
         data: VoiceData = {
             "from": call_from or "anonymous",
             "to": call_to or "unknown",
             "started_at": comments.iso(started),
-            "call_duration": max(0, round(ended - started)),
+            "call_duration": round(min(max(0.0, ended - started), MAX_CALL_SECONDS)),
         }
         if recording:
             data["recording_url"] = recording
@@ -760,8 +872,8 @@ class _Planner:
             AddComment(
                 key=key,
                 ticket_id=ticket_id,
-                body=comments.with_marker(text, c.contact_id, key),
-                marker=comments.marker(c.contact_id, key),
+                body=comments.with_marker(text, self.identity, key),
+                marker=self.identity.marker(key),
             )
         )
 

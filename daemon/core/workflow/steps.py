@@ -95,10 +95,19 @@ class FindTicket:
     zendesk_write = False
 
 
+class TransferLink(TypedDict):
+    """What the lookup of a transfer's initial contact found (see `workflow.transfer`)."""
+
+    ticket: TicketInfo | None
+    agent: str | None  # the agent who reported the initial contact first
+    refused: str | None  # why the link may not be followed
+
+
 @dataclass(frozen=True, slots=True)
 class FindTransferTicket:
-    """The ticket of a transfer's initial contact: our own journal record first, then
-    tickets whose external_id is that contact id. Result: `TicketInfo` or None."""
+    """The ticket of a transfer's initial contact, if the trust rule allows following it:
+    the first reporter's journal record, then tickets with its external_id.
+    Result: `TransferLink`."""
 
     key: str
     initial_contact_id: str
@@ -160,12 +169,13 @@ class CreateTicket:
     zendesk_write = True
 
     def record(self, result: Any) -> Any:
-        ticket: TicketInfo = result
+        ticket = {k: v for k, v in result.items() if k != "existing"}
         return {
-            "ticket": dict(ticket),
+            "ticket": ticket,
             "ticket_id": ticket["id"],
             "details": self.details,
             "attributes": dict(self.attributes),
+            "existing": bool(result.get("existing")),
         }
 
 
@@ -190,6 +200,7 @@ class AddComment:
             "details": self.details,
             "analysis": self.analysis,
             "attributes": dict(self.attributes),
+            "existing": _existing(result),
         }
 
 
@@ -203,7 +214,13 @@ class AddVoiceComment:
     zendesk_write = True
 
     def record(self, result: Any) -> Any:
-        return {"ticket_id": self.ticket_id}
+        return {"ticket_id": self.ticket_id, "existing": _existing(result)}
+
+
+def _existing(result: Any) -> bool:
+    """Whether a write found the contact's own earlier writes on its ticket (the runner then
+    checks every later write to that ticket before sending it)."""
+    return isinstance(result, dict) and bool(result.get("existing"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,10 +279,10 @@ Step = ReadStep | WriteStep | Report
 
 def record(step: Step, result: Any) -> Any:
     """What the journal keeps for a step's result."""
+    if isinstance(result, dict) and "failed" in result:
+        return result  # Zendesk refused the step for good: the policy reads the failure
     if isinstance(step, ReadStep):
         return result
-    if isinstance(result, dict) and "failed" in result:
-        return result  # Zendesk refused the write for good: the policy reads the failure
     if isinstance(step, Report):
         return {
             "ticket_id": step.ticket_id,
