@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
     max_queue: int = 32
+    # Per-agent message budget (wire): every connection of an agent on this node draws on one
+    # token bucket; over it, reading pauses (back-pressure) up to the wait, then refusal.
+    agent_rate_per_second: float = 150.0
+    agent_rate_burst: int = 300
+    agent_max_wait_seconds: float = 1.0
 
     # Agent rules
     grace_seconds: float = 30.0
