@@ -76,6 +76,8 @@ class Daemon:
                 agent_rate_per_second=s.agent_rate_per_second,
                 agent_rate_burst=s.agent_rate_burst,
                 agent_max_wait=s.agent_max_wait_seconds,
+                agent_busy_share=s.agent_busy_share,
+                agent_busy_burst=s.agent_busy_burst_seconds,
             ),
             metrics=self.metrics,
             allowed_origins=s.allowed_origins,

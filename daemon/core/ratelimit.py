@@ -40,6 +40,16 @@ class TokenBucket:
             return True, max(0.0, wait)
         return False, wait - max_wait
 
+    def charge(self, now: float, amount: float) -> None:
+        """Take `amount` after the fact (a cost known only once paid), into debt if need be."""
+        self._refill(now)
+        self.tokens -= amount
+
+    def debt(self, now: float) -> float:
+        """Seconds until the bucket is out of debt; 0 when it is not in debt."""
+        self._refill(now)
+        return max(0.0, -self.tokens) / self.rate
+
     def full_at(self) -> float:
         """When the bucket is full again if nobody takes from it (an idle one can be forgotten)."""
         return self.stamp + max(0.0, self.burst - self.tokens) / self.rate

@@ -70,31 +70,54 @@ class ConnectionLimits:
     flood_strikes: int
     agent_rate_per_second: float = 150.0  # per agent, all its connections on this node
     agent_rate_burst: int = 300
-    agent_max_wait: float = 1.0  # longest a frame is held for the agent's budget
+    agent_max_wait: float = 1.0  # longest a frame is held for the agent's message budget
+    agent_busy_share: float = 0.25  # of the node's time, spent handling one agent's frames
+    agent_busy_burst: float = 0.5  # seconds of handling an agent may use in one go
     max_backlog: int = 1000
 
 
-class AgentBudgets:
-    """One token bucket per agent on this node, drawn on by every connection of the agent.
+@dataclass(slots=True)
+class _Budget:
+    messages: TokenBucket  # tokens are frames
+    busy: TokenBucket  # tokens are seconds spent handling frames
 
-    A bucket outlives the agent's connections until it has refilled, so closing every tab
-    and reconnecting does not buy a fresh burst; idle full buckets are forgotten, so memory
+    def full_at(self) -> float:
+        return max(self.messages.full_at(), self.busy.full_at())
+
+
+class AgentBudgets:
+    """Per-agent budgets on this node, drawn on by every connection of the agent.
+
+    Two of them, because a frame's count says little about its cost: a message budget
+    (frames per second) and a time budget (the share of the node's time spent handling the
+    agent's frames, charged after each frame by how long it took). Whichever is short holds
+    the agent's connections back. The time budget is what keeps one agent whose events are
+    expensive (a large state, many contacts) from slowing every other agent on the node.
+
+    A budget outlives the agent's connections until it has refilled, so closing every tab
+    and reconnecting does not buy a fresh burst; idle full budgets are forgotten, so memory
     follows the agents connected recently, not every agent ever seen.
     """
 
-    def __init__(self, rate: float, burst: float, max_wait: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_wait = max_wait
-        self._buckets: dict[str, TokenBucket] = {}
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self._budgets: dict[str, _Budget] = {}
         self._users: dict[str, int] = {}
         self._idle: deque[tuple[str, float]] = deque()  # (agent, when its last user left)
+        self._refill_seconds = max(
+            limits.agent_rate_burst / limits.agent_rate_per_second,
+            limits.agent_busy_burst / limits.agent_busy_share,
+        )
 
     def join(self, agent: str, now: float) -> None:
         self._forget_idle(now)
         self._users[agent] = self._users.get(agent, 0) + 1
-        if agent not in self._buckets:
-            self._buckets[agent] = TokenBucket.full(self.rate, self.burst, now)
+        if agent not in self._budgets:
+            limits = self.limits
+            self._budgets[agent] = _Budget(
+                TokenBucket.full(limits.agent_rate_per_second, limits.agent_rate_burst, now),
+                TokenBucket.full(limits.agent_busy_share, limits.agent_busy_burst, now),
+            )
 
     def leave(self, agent: str, now: float) -> None:
         users = self._users.pop(agent, 0) - 1
@@ -104,19 +127,26 @@ class AgentBudgets:
             self._idle.append((agent, now))
 
     def reserve(self, agent: str, now: float) -> tuple[bool, float]:
-        """(granted, wait) as `TokenBucket.reserve`, for a joined agent."""
-        return self._buckets[agent].reserve(now, self.max_wait)
+        """One frame of a joined agent: (granted, wait) as `TokenBucket.reserve` for its
+        message budget, the wait lengthened to pay back any debt of its time budget."""
+        budget = self._budgets[agent]
+        granted, wait = budget.messages.reserve(now, self.limits.agent_max_wait)
+        return granted, max(wait, budget.busy.debt(now))
+
+    def charge(self, agent: str, now: float, seconds: float) -> None:
+        """The agent's frame took `seconds` to handle."""
+        self._budgets[agent].busy.charge(now, seconds)
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return len(self._budgets)
 
     def _forget_idle(self, now: float) -> None:
         # Oldest first; an entry whose agent came back (or left again later) is skipped.
-        while self._idle and self._idle[0][1] + self.burst / self.rate <= now:
+        while self._idle and self._idle[0][1] + self._refill_seconds <= now:
             agent, _ = self._idle.popleft()
-            bucket = self._buckets.get(agent)
-            if agent not in self._users and bucket is not None and bucket.full_at() <= now:
-                del self._buckets[agent]
+            budget = self._budgets.get(agent)
+            if agent not in self._users and budget is not None and budget.full_at() <= now:
+                del self._budgets[agent]
 
 
 class _Closing(Exception):
@@ -164,7 +194,11 @@ class TabConnection:
         sender: asyncio.Task[None] | None = None
         try:
             hello = await self._await_hello()
+            opening = time.monotonic()
             await self._open(hello)
+            assert self.identity is not None
+            opened = time.monotonic()
+            self.budgets.charge(self.identity.agent_id, opened, opened - opening)
             sender = asyncio.create_task(self._send_loop())
             await self._serve()
         except _Closing as closing:
@@ -408,33 +442,48 @@ class TabConnection:
     # -- serving -----------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        """Handle frames one at a time until the connection closes (ConnectionClosed)."""
+        """Handle frames one at a time until the connection closes (ConnectionClosed).
+
+        Each frame starts with a turn of the event loop: buffered frames are returned by
+        `recv()` without suspending, and the memory store never suspends either, so without
+        it one connection with a full buffer would run frame after frame while every other
+        connection, the health check and even SIGTERM waited.
+        """
+        assert self.identity is not None
+        agent = self.identity.agent_id
         while True:
             frame = await self.ws.recv()
+            await asyncio.sleep(0)
             if not self._listening():
                 return  # closing: whatever is still buffered is dropped, not handled
             if not await self._paced(refusal=ErrorCode.AGENT_RATE_LIMITED):
                 continue
             if not self._listening():
                 return
-            message = await self._read(frame, greeted=True)
-            if message is None:
-                continue
-            if isinstance(message, Hello):
-                await self._error(ErrorCode.ALREADY_GREETED, "hello was already received")
-                continue
-            await self._dispatch(message)
+            started = time.monotonic()
+            try:
+                message = await self._read(frame, greeted=True)
+                if message is None:
+                    continue
+                if isinstance(message, Hello):
+                    await self._error(ErrorCode.ALREADY_GREETED, "hello was already received")
+                    continue
+                await self._dispatch(message)
+            finally:
+                now = time.monotonic()
+                self.budgets.charge(agent, now, now - started)
 
     def _listening(self) -> bool:
         return self.ws.state is State.OPEN and not self.superseded
 
     async def _paced(self, refusal: ErrorCode | None) -> bool:
-        """Draw one frame's worth of the agent's budget, waiting for it if need be.
+        """Draw one frame's worth of the agent's budgets, waiting for it if need be.
 
-        True: go on (after waiting, if the agent's tabs were over their rate together).
-        False: the wait would have been too long, so the frame is refused (with `refusal`,
-        counted as a strike) and the connection pauses until a frame could be taken again;
-        either way, no frame of this connection is read meanwhile.
+        True: go on (after waiting, if the agent's tabs were over their rate together or it
+        owes handling time). False: the wait for a message token would have been too long,
+        so the frame is refused (with `refusal`, counted as a strike) and the connection
+        pauses until one could be taken again. Either way, no frame of this connection is
+        read meanwhile, and a close ends the wait.
         """
         assert self.identity is not None
         granted, wait = self.budgets.reserve(self.identity.agent_id, time.monotonic())

@@ -54,9 +54,7 @@ async def start_ws_server(
     ping_timeout: float,
 ) -> Server:
     """Serve tabs. Readiness is enforced at hello (close 1013), so tabs get a close code."""
-    budgets = AgentBudgets(
-        limits.agent_rate_per_second, limits.agent_rate_burst, limits.agent_max_wait
-    )
+    budgets = AgentBudgets(limits)
 
     async def handler(ws: ServerConnection) -> None:
         codec = codec_for(ws.subprotocol)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from daemon.core.ratelimit import TokenBucket
-from daemon.server.connection import AgentBudgets
+from daemon.server.connection import AgentBudgets, ConnectionLimits
 from protocol.codec import (
     JSON_SUBPROTOCOL,
     MAX_DEPTH,
@@ -208,18 +208,35 @@ def test_reservations_pace_callers_to_the_rate_and_refuse_past_the_wait() -> Non
     assert bucket.reserve(0.05, max_wait=0.25)[0]  # ... and then it fits
 
 
+def budgets(**limits: float) -> AgentBudgets:
+    defaults = {"agent_rate_per_second": 1.0, "agent_rate_burst": 3, "agent_max_wait": 0.0}
+    return AgentBudgets(ConnectionLimits(1.0, 1.0, 1, 1, **(defaults | limits)))  # type: ignore[arg-type]
+
+
 def test_an_agents_connections_share_one_budget_and_a_reconnect_buys_no_burst() -> None:
-    budgets = AgentBudgets(rate=1.0, burst=3.0, max_wait=0.0)
-    budgets.join("a", 0.0)
-    budgets.join("a", 0.0)
-    budgets.join("b", 0.0)
-    assert [budgets.reserve("a", 0.0)[0] for _ in range(4)] == [True, True, True, False]
-    assert budgets.reserve("b", 0.0)[0]
-    budgets.leave("a", 0.0)
-    budgets.leave("a", 0.0)
-    budgets.join("a", 0.5)  # back before the bucket refilled: the same, empty bucket
-    assert not budgets.reserve("a", 0.5)[0]
-    budgets.leave("a", 0.5)
-    budgets.leave("b", 0.5)
-    budgets.join("c", 10.0)  # long after: idle full buckets are forgotten
-    assert len(budgets) == 1
+    shared = budgets()
+    shared.join("a", 0.0)
+    shared.join("a", 0.0)
+    shared.join("b", 0.0)
+    assert [shared.reserve("a", 0.0)[0] for _ in range(4)] == [True, True, True, False]
+    assert shared.reserve("b", 0.0)[0]
+    shared.leave("a", 0.0)
+    shared.leave("a", 0.0)
+    shared.join("a", 0.5)  # back before the bucket refilled: the same, empty bucket
+    assert not shared.reserve("a", 0.5)[0]
+    shared.leave("a", 0.5)
+    shared.leave("b", 0.5)
+    shared.join("c", 10.0)  # long after: idle full buckets are forgotten
+    assert len(shared) == 1
+
+
+def test_an_agent_that_kept_the_node_busy_waits_until_it_paid_it_back() -> None:
+    shared = budgets(agent_rate_burst=100, agent_busy_share=0.25, agent_busy_burst=0.5)
+    shared.join("a", 0.0)
+    shared.join("b", 0.0)
+    assert shared.reserve("a", 0.0) == (True, 0.0)
+    shared.charge("a", 0.0, 1.5)  # one expensive frame: a second in debt
+    granted, wait = shared.reserve("a", 0.0)
+    assert granted and wait == pytest.approx(4.0)  # at a quarter of the time: 4 s
+    assert shared.reserve("a", 4.0) == (True, 0.0)
+    assert shared.reserve("b", 0.0) == (True, 0.0)  # nobody else pays for it
