@@ -52,7 +52,10 @@ def json_too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
     removes every innermost pair, i.e. one level of the tree, so a well-formed skeleton
     is empty after exactly as many passes as it is deep. What is left after `limit` passes
     was deeper; unbalanced leftovers count their openers (the decoder reports the rest).
+    Text with no more openers than `limit` cannot be deeper: most frames stop there.
     """
+    if text.count("[") + text.count("{") <= limit:
+        return False
     skeleton = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
     passes = 0
     while skeleton:
