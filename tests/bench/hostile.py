@@ -44,6 +44,7 @@ from tests.redis_servers import free_port  # noqa: E402
 
 SECRET = "bench-secret-bench-secret-bench-secret-0"
 SUBPROTOCOL = "switchboard.v1.json"
+STALLED = 10.0  # seconds without an answer: the measured agent is locked out
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -57,7 +58,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def greet(url: str, agent: str) -> tuple[ClientConnection, str]:
-    ws = await connect(url, subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
+    ws = await connect(url, subprotocols=[SUBPROTOCOL], compression=None, open_timeout=STALLED)  # type: ignore[list-item]
     await ws.send(json.dumps({"type": "hello", "token": mint_token(SECRET, agent)}))
     welcome = json.loads(await ws.recv())
     assert welcome["type"] == "welcome", welcome
@@ -86,7 +87,9 @@ async def _hostile(url: str, options: dict[str, Any], done: float) -> dict[str, 
                 contact = {"contact_id": f"h{n}-{sent}", "monitoring": True}
                 contact["attributes"] = attributes
                 frame = {"type": "contact_event", "event": "incoming", "contact": contact}
-                await asyncio.wait_for(ws.send(json.dumps(frame)), max(0.01, done - due))
+                await asyncio.wait_for(
+                    ws.send(json.dumps(frame)), max(0.01, done - time.monotonic())
+                )
                 sent += 1
                 counts["sent"] += 1
                 due += interval
@@ -131,7 +134,7 @@ async def measure(url: str, http: str, seconds: float, phase: str) -> dict[str, 
             asked = time.perf_counter()
             await ws.send(json.dumps(frame))
             while True:
-                message = json.loads(await ws.recv())
+                message = json.loads(await asyncio.wait_for(ws.recv(), STALLED))
                 view = message.get("contact") or {}
                 if view.get("contact_id") == contact_id and view.get("owner_tab") == tab_id:
                     break
@@ -140,7 +143,8 @@ async def measure(url: str, http: str, seconds: float, phase: str) -> dict[str, 
             await asyncio.sleep(0.2)
 
     async def check_health() -> None:
-        async with aiohttp.ClientSession() as session:
+        timeout = aiohttp.ClientTimeout(total=STALLED)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
             while time.monotonic() < done:
                 asked = time.perf_counter()
                 async with session.get(f"{http}/healthz") as response:
@@ -169,7 +173,11 @@ async def scrape(http: str) -> dict[str, float]:
         'switchboard_errors_total{code="agent_rate_limited"}',
         'switchboard_errors_total{code="rate_limited"}',
     )
-    async with aiohttp.ClientSession() as session, session.get(f"{http}/metrics") as response:
+    timeout = aiohttp.ClientTimeout(total=STALLED)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(f"{http}/metrics") as response,
+    ):
         text = await response.text()
     found = {}
     for line in text.splitlines():
@@ -218,19 +226,32 @@ async def main(
     hostile.start()
     await asyncio.sleep(1.0)  # the hostile agent is at it before we measure
     cpu, started = cpu_seconds(daemon.pid), time.monotonic()
-    result["hostile"] = await measure(url, http, done - time.monotonic(), "hostile")
+    try:
+        result["hostile"] = await measure(url, http, done - time.monotonic(), "hostile")
+    except TimeoutError:
+        result["hostile"] = {"error": f"no answer in {STALLED} s: the agent was locked out"}
     result["hostile"]["daemon_cpu_percent"] = round(
         100 * (cpu_seconds(daemon.pid) - cpu) / (time.monotonic() - started)
     )
-    result["hostile"]["hostile_agent"] = await asyncio.to_thread(out.get, True, 30)
-    hostile.join(10)
-    result["hostile"]["daemon_counters"] = await scrape(http)
+    result["hostile"]["hostile_agent"] = await asyncio.to_thread(out.get, True, 2 * STALLED)
+    hostile.join(STALLED)
+    try:
+        result["hostile"]["daemon_counters"] = await scrape(http)
+    except TimeoutError:
+        result["hostile"]["daemon_counters"] = f"/metrics did not answer in {STALLED} s"
     stop_asked = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
-    await asyncio.to_thread(daemon.wait, 30)
-    result["sigterm_to_exit_seconds"] = round(time.monotonic() - stop_asked, 2)
-    hostile_p99 = result["hostile"]["election_p99_ms"]
-    result["targets_met"] = hostile_p99 < 250 and result["hostile"]["healthz_max_ms"] < 500
+    try:
+        await asyncio.to_thread(daemon.wait, STALLED)
+        result["sigterm_to_exit_seconds"] = round(time.monotonic() - stop_asked, 2)
+    except subprocess.TimeoutExpired:
+        result["sigterm_to_exit_seconds"] = f"still running after {STALLED} s"
+    under_load = result["hostile"]
+    result["targets_met"] = (
+        "error" not in under_load
+        and under_load["election_p99_ms"] < 250
+        and under_load["healthz_max_ms"] < 500
+    )
     return result
 
 
