@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from daemon.app import Daemon
+from daemon.server.ws import TabSocket
 from tests.daemons import eventually, open_tab, running, token
 from tests.integration.rawsockets import greeted
 from tests.processes import DaemonProcess
@@ -136,16 +138,16 @@ async def test_a_hostile_agent_at_its_limits_does_not_delay_another_agents_elect
         await alice.close()
 
 
-async def _stuck_reader(url: str) -> ClientConnection:
+async def _stuck_reader(url: str, hello: str | None = None) -> ClientConnection:
     """A tab that never reads: a tiny receive buffer, and a client that stops reading."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     sock.setblocking(False)
     host, port = url.removeprefix("ws://").split("/")[0].split(":")
     await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-    ws = await connect(url, sock=sock, subprotocols=["switchboard.v1.json"], max_queue=1)  # type: ignore[list-item]
-    await ws.send(json.dumps({"type": "hello", "token": token("mallory")}))
-    return ws
+    ws = await connect(url, sock=sock, subprotocols=["switchboard.v1.json"])  # type: ignore[list-item]
+    await ws.send(hello or json.dumps({"type": "hello", "token": token("mallory")}))
+    return ws  # its client reads max_queue frames into memory, then stops reading
 
 
 async def test_sigterm_under_a_flood_stops_the_daemon_within_seconds(tmp_path: Path) -> None:
@@ -172,3 +174,37 @@ async def test_sigterm_under_a_flood_stops_the_daemon_within_seconds(tmp_path: P
         assert "Traceback" not in daemon.log_path.read_text()
     finally:
         daemon.kill()
+
+
+@pytest.mark.parametrize("factory", [ServerConnection, TabSocket])
+async def test_closing_a_connection_whose_client_does_not_read_is_bounded(
+    factory: type[ServerConnection],
+) -> None:
+    """The library's close waits for the write buffer to drain first, with no time limit."""
+
+    async def talk(ws: ServerConnection) -> None:
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # full in a moment
+        with contextlib.suppress(ConnectionClosed):
+            await ws.recv()
+            while True:
+                await ws.send("x" * 65_536)  # blocks once every buffer on the way is full
+
+    server = await serve(
+        talk, "127.0.0.1", 0, create_connection=factory, close_timeout=0.5, ping_interval=None
+    )
+    port = next(iter(server.sockets)).getsockname()[1]
+    client = await _stuck_reader(f"ws://127.0.0.1:{port}", hello="go")
+    connection = next(iter(server.connections))
+    await eventually(lambda: connection.transport.get_write_buffer_size() > 0)
+    started = time.monotonic()
+    server.close()
+    if factory is TabSocket:
+        await asyncio.wait_for(server.wait_closed(), 3)
+        assert time.monotonic() - started < 3
+    else:  # what TabSocket is for: the library's connection is still stuck
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(server.wait_closed()), 3)
+        connection.transport.abort()
+        await server.wait_closed()
+    client.transport.abort()
