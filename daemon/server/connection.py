@@ -93,6 +93,8 @@ class AgentBudgets:
     agent's frames, charged after each frame by how long it took). Whichever is short holds
     the agent's connections back. The time budget is what keeps one agent whose events are
     expensive (a large state, many contacts) from slowing every other agent on the node.
+    It charges wall-clock time: with the memory store that is the CPU the frame cost; with
+    Redis it includes the round trips, during which the agent's lock is held all the same.
 
     A budget outlives the agent's connections until it has refilled, so closing every tab
     and reconnecting does not buy a fresh burst; idle full budgets are forgotten, so memory

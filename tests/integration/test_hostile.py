@@ -117,24 +117,20 @@ async def test_a_hostile_agent_at_its_limits_does_not_delay_another_agents_elect
         # Five tabs at their own rate limit are over the agent's: the agent is at its limits.
         hostile = [await greeted(daemon, "mallory") for _ in range(5)]
         readers = [asyncio.create_task(drain(ws)) for ws in hostile]
-        until = time.monotonic() + 4.0
+        until = time.monotonic() + 30.0  # ended below, once the elections are done
         flooding = asyncio.gather(*(flood(ws, until) for ws in hostile))
         alice = await open_tab(daemon, "alice")
-        waits = []
         for n in range(15):
-            asked = time.monotonic()
             await alice.report("incoming", f"c-{n}", type="voice", direction="inbound")
             await eventually(functools.partial(alice.owns, f"c-{n}"), timeout=5)
-            waits.append(time.monotonic() - asked)
             await asyncio.sleep(0.1)
-        await flooding
-        assert time.monotonic() < until + 1, "the elections ran during the flood"
-        elected = [m.contact.contact_id for m in alice.of_type("contact")]
-        assert elected == sorted(set(elected), key=lambda c: int(c[2:]))  # in order, once each
+        assert not flooding.done(), "the elections ran during the flood"
+        first_views = dict.fromkeys(m.contact.contact_id for m in alice.of_type("contact"))
+        assert list(first_views) == [f"c-{n}" for n in range(15)]  # elected in order
         assert sample(daemon, "switchboard_agent_throttled_total", outcome="delayed") > 0
         for ws in hostile:
             ws.transport.abort()  # a close frame would queue behind the frames still unread
-        await asyncio.gather(*readers)
+        await asyncio.gather(flooding, *readers)
         await alice.close()
 
 
