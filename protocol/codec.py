@@ -21,7 +21,14 @@ import msgpack
 from pydantic import BaseModel, ValidationError
 
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.messages import CLIENT_MESSAGE, SERVER_MESSAGE, ClientMessage, ServerMessage
+from protocol.messages import (
+    CLIENT_MESSAGE,
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    SERVER_MESSAGE,
+    ClientMessage,
+    ServerMessage,
+)
 
 JSON_SUBPROTOCOL = "switchboard.v1.json"
 MSGPACK_SUBPROTOCOL = "switchboard.v1.msgpack"
@@ -42,6 +49,7 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _EMPTY_PAIR = re.compile(r"[\[{][\]}]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_VALID_ID = re.compile(ID_PATTERN)
 _MAX_ECHO = 80  # characters of a client's value quoted back in an error
 
 
@@ -106,7 +114,7 @@ class Codec:
         return self.dumps(message.model_dump(mode="json", exclude_none=True))
 
     def loads(self, frame: str | bytes) -> Any:
-        """Parse a frame of this subprotocol's kind; the wrong frame kind is a bad frame.
+        """Parse a client frame of this subprotocol's kind; the wrong kind is a bad frame.
 
         Raises only ProtocolError (BAD_FRAME): malformed, too deep, over a container or
         string bound, or a string no encoder downstream could write.
@@ -141,7 +149,10 @@ class Codec:
         return parse_client_message(self.loads(frame))
 
     def decode_server(self, frame: str | bytes) -> ServerMessage:
-        return SERVER_MESSAGE.validate_python(self.loads(frame))
+        """The daemon's frames are trusted: no client bounds (a snapshot lists every contact)."""
+        if isinstance(frame, bytes):
+            return SERVER_MESSAGE.validate_python(msgpack.unpackb(frame, raw=False))
+        return SERVER_MESSAGE.validate_python(json.loads(frame))
 
 
 def codec_for(subprotocol: str | None) -> Codec | None:
@@ -162,7 +173,8 @@ def parse_client_message(data: Any) -> ClientMessage:
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_FRAME, "a message must be a map with a 'type'")
     ref = data.get("ref")
-    ref = ref if isinstance(ref, str) and _VALID_REF.fullmatch(ref) else None
+    if not (isinstance(ref, str) and len(ref) <= ID_MAX_LENGTH and _VALID_ID.fullmatch(ref)):
+        ref = None
     kind = data.get("type")
     if kind is not None and not isinstance(kind, str):
         raise ProtocolError(
@@ -180,6 +192,3 @@ def parse_client_message(data: Any) -> ClientMessage:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE, f"{kind}: {_shorten(where)}: {first['msg']}", ref
         ) from e
-
-
-_VALID_REF = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")

@@ -18,7 +18,9 @@ PROTOCOL_VERSION = "switchboard.v1"
 # store, the workflow's comment builder) ever meets a value it cannot format or store. These
 # are per-message limits; caps across messages (contacts, attributes, chat lines per agent)
 # are the core's.
-Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+ID_MAX_LENGTH = 128
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 ShortText = Annotated[str, Field(max_length=1024)]
 AttributeValue = Annotated[str, Field(max_length=4096)]
 LongText = Annotated[str, Field(max_length=16384)]

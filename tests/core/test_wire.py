@@ -240,3 +240,19 @@ def test_an_agent_that_kept_the_node_busy_waits_until_it_paid_it_back() -> None:
     assert granted and wait == pytest.approx(4.0)  # at a quarter of the time: 4 s
     assert shared.reserve("a", 4.0) == (True, 0.0)
     assert shared.reserve("b", 0.0) == (True, 0.0)  # nobody else pays for it
+
+
+def test_the_daemons_own_frames_are_not_held_to_client_bounds() -> None:
+    """A snapshot lists every contact: far more entries than any client map or list."""
+    view = {"type": "voice", "direction": "inbound", "state": "incoming", "epoch": 1}
+    contacts = [{"contact_id": f"c-{n}", "owner_tab": "t", **view} for n in range(300)]
+    media = {"media_less": False, "present": False, "ready": False, "gate": "warn"}
+    snapshot = {"type": "snapshot", "contacts": contacts, "media": media}
+    for codec, encode in ((JSON, json.dumps), (MSGPACK, msgpack.packb)):
+        decoded = codec.decode_server(encode(snapshot))
+        assert decoded.type == "snapshot" and len(decoded.contacts) == 300
+
+
+def test_a_ref_is_echoed_only_when_it_is_an_id() -> None:
+    for ref, echoed in (("r-1", "r-1"), ("r-1\n", None), ("x" * 129, None), (7, None)):
+        assert refusal(JSON, json.dumps({"type": "teleport", "ref": ref})).ref == echoed
