@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from daemon.app import Daemon
 from daemon.server.ws import TabSocket
+from protocol.messages import Notify
 from tests.daemons import eventually, open_tab, running, token
 from tests.integration.rawsockets import greeted
 from tests.processes import DaemonProcess
@@ -204,3 +205,32 @@ async def test_closing_a_connection_whose_client_does_not_read_is_bounded(
         connection.transport.abort()
         await server.wait_closed()
     client.transport.abort()
+
+
+async def test_a_tab_that_does_not_read_holds_up_no_notice_to_the_others(paced: Daemon) -> None:
+    """The daemon tells every tab in turn (store lost, store back): one stuck tab must not
+    hold up the rest, nor the caller (the store check that also renews the node's lease)."""
+    stuck = await _stuck_reader(f"ws://127.0.0.1:{paced.ws_port}/ws")
+    await eventually(lambda: len(paced.hub.sinks()) == 1)
+    assert paced._ws is not None
+    (stuck_connection,) = paced._ws.connections
+    sock = stuck_connection.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # its buffers fill in a moment
+    flooder = await greeted(paced, "mallory")  # every contact it reports goes to both tabs
+    readers = [asyncio.create_task(drain(flooder))]
+    flooding = asyncio.create_task(flood(flooder, time.monotonic() + 30))
+    # Past the high-water mark (32 KiB): a send to it now waits until the client reads.
+    await eventually(
+        lambda: stuck_connection.transport.get_write_buffer_size() > 32_768, timeout=10
+    )
+    bystander = await open_tab(paced, "alice")
+    notice = Notify(level="warning", code="store_unavailable", text="test")
+    started = time.monotonic()
+    for sink in paced.hub.sinks():
+        await sink.tell(notice)
+    assert time.monotonic() - started < 0.5
+    await bystander.wait_for(lambda m: m.type == "notify" and m.code == "store_unavailable")
+    flooder.transport.abort()
+    stuck.transport.abort()
+    await asyncio.gather(flooding, *readers)
+    await bystander.close()
