@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
     max_queue: int = 32
+    # Per-agent budgets (wire), shared by all of an agent's connections on this node. Messages:
+    # over the rate, reading pauses (back-pressure) up to the wait, then frames are refused.
+    # Time: an agent's frames may keep the node busy this share of the time (bursts aside);
+    # over it, its connections are not read until it is paid back.
+    agent_rate_per_second: float = 150.0
+    agent_rate_burst: int = 300
+    agent_max_wait_seconds: float = 1.0
+    agent_busy_share: float = 0.25
+    agent_busy_burst_seconds: float = 0.5
 
     # Agent rules
     grace_seconds: float = 30.0

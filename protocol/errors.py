@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     HELLO_REQUIRED = "hello_required"  # anything but `hello` before the session exists
     ALREADY_GREETED = "already_greeted"  # a second `hello` on one connection
     RATE_LIMITED = "rate_limited"  # over the per-connection message rate
+    AGENT_RATE_LIMITED = "agent_rate_limited"  # the agent's tabs together are over its budget
     UNAUTHORIZED = "unauthorized"  # bad, expired or forged token
     WRONG_ROLE = "wrong_role"  # e.g. media_status from an embedded tab
     NOT_OWNER = "not_owner"  # an owner-only command from an observer
@@ -31,7 +32,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # the daemon is shutting down: reconnect elsewhere
-    PROTOCOL_ERROR = 1002
+    PROTOCOL_ERROR = 1002  # also: the first message could not be read as a hello
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011

@@ -10,13 +10,33 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, ProtocolError
 
 PROTOCOL_VERSION = "switchboard.v1"
 
-Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+# Every value a tab sends is bounded here, at the wire, so nothing downstream (the core, the
+# store, the workflow's comment builder) ever meets a value it cannot format or store. These
+# are per-message limits; caps across messages (contacts, attributes, chat lines per agent)
+# are the core's.
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+ID_MAX_LENGTH = 128
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 ShortText = Annotated[str, Field(max_length=1024)]
 AttributeValue = Annotated[str, Field(max_length=4096)]
+LongText = Annotated[str, Field(max_length=16384)]
+AnalysisText = Annotated[str, Field(max_length=65536)]  # as big as a frame may be
+MAX_ATTRIBUTES = 200
+# Integers fit in a JavaScript number and in msgpack's 64 bits (a bigger one would make the
+# store's encoder fail on every later commit of the agent).
+MAX_SAFE_INTEGER = 2**53 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_SAFE_INTEGER)]
+# Epoch seconds from a tab's clock: finite and within this century at the model level;
+# `check_clock` narrows them to what the daemon's clock finds plausible.
+LATEST_TIMESTAMP = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+Timestamp = Annotated[float, Field(ge=0, le=LATEST_TIMESTAMP, allow_inf_nan=False)]
+EARLIEST_PLAUSIBLE = 946_684_800.0  # 2000-01-01T00:00:00Z
+FUTURE_SKEW_SECONDS = 86_400.0
 
 ContactType = Literal["voice", "chat", "task"]
 Direction = Literal["inbound", "outbound"]
@@ -46,14 +66,14 @@ class Position(_Inbound):
     """A place in an agent's stream: `epoch` names the stream's life, `seq` counts in it."""
 
     epoch: Annotated[str, Field(min_length=1, max_length=64)]
-    seq: Annotated[int, Field(ge=0)]
+    seq: Count
 
 
 class ClickToDial(_Inbound):
     """An outbound call started from a Zendesk user or ticket page."""
 
     kind: Literal["user", "ticket"]
-    id: Annotated[int, Field(gt=0)]
+    id: PositiveInt
 
 
 class ContactSnapshot(_Inbound):
@@ -67,14 +87,14 @@ class ContactSnapshot(_Inbound):
     monitoring: bool = False
     customer_endpoint: Annotated[str, Field(max_length=256)] | None = None
     queue: ShortText | None = None
-    attributes: Annotated[dict[ShortText, AttributeValue], Field(max_length=200)] = {}
+    attributes: Annotated[dict[ShortText, AttributeValue], Field(max_length=MAX_ATTRIBUTES)] = {}
     agent_name: ShortText | None = None
     routing_profile: ShortText | None = None
     softphone: bool = True
     click_to_dial: ClickToDial | None = None
     # Results of Contact Lens / speech analysis, carried on the ended event.
-    analysis: Annotated[dict[Literal["transcript", "comprehend", "sentiment"], str], Field()] = {}
-    occurred_at: float | None = None  # the tab's clock; informative only
+    analysis: dict[Literal["transcript", "comprehend", "sentiment"], AnalysisText] = {}
+    occurred_at: Timestamp | None = None  # the tab's clock; informative only
 
 
 # ---- tab -> daemon -------------------------------------------------------------------------
@@ -104,8 +124,8 @@ class ChatMessage(_Inbound):
     message_id: Id  # deduplicates the same message reported by several tabs
     participant: Participant
     name: ShortText | None = None
-    text: Annotated[str, Field(max_length=16384)]
-    sent_at: float | None = None
+    text: LongText
+    sent_at: Timestamp | None = None
     ref: Id | None = None
 
 
@@ -113,9 +133,9 @@ class Command(_Inbound):
     type: Literal["command"] = "command"
     name: CommandName
     contact_id: Id
-    epoch: Annotated[int, Field(ge=1)]  # the ownership epoch the tab acts under
-    ticket_id: Annotated[int, Field(gt=0)] | None = None  # attach_to_current: the open ticket
-    user_id: Annotated[int, Field(gt=0)] | None = None  # create_ticket: the open user
+    epoch: PositiveInt  # the ownership epoch the tab acts under
+    ticket_id: PositiveInt | None = None  # attach_to_current: the open ticket
+    user_id: PositiveInt | None = None  # create_ticket: the open user
     ref: Id | None = None
 
 
@@ -134,6 +154,28 @@ ClientMessage = Annotated[
     Hello | ContactEvent | ChatMessage | Command | MediaStatus, Field(discriminator="type")
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+def check_clock(message: ClientMessage, now: float) -> None:
+    """Refuse a tab timestamp the daemon's clock finds implausible (the shell passes `now`).
+
+    The models already refuse NaN, infinities and absurd years; this narrows a timestamp to
+    2000-01-01 .. now + 1 day, so a tab with a broken clock cannot put a far-future time
+    into a contact's history, where it would be formatted into Zendesk comments.
+    """
+    match message:
+        case ContactEvent(contact=ContactSnapshot(occurred_at=float() as when)):
+            field = "contact.occurred_at"
+        case ChatMessage(sent_at=float() as when):
+            field = "sent_at"
+        case _:
+            return
+    if not EARLIEST_PLAUSIBLE <= when <= now + FUTURE_SKEW_SECONDS:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"{message.type}: {field}: {when} is not a time between 2000-01-01 and tomorrow",
+            message.ref,
+        )
 
 
 # ---- daemon -> tab -------------------------------------------------------------------------

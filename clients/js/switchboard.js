@@ -64,6 +64,7 @@ export const ErrorCode = Object.freeze({
   HELLO_REQUIRED: 'hello_required',
   ALREADY_GREETED: 'already_greeted',
   RATE_LIMITED: 'rate_limited',
+  AGENT_RATE_LIMITED: 'agent_rate_limited',
   UNAUTHORIZED: 'unauthorized',
   WRONG_ROLE: 'wrong_role',
   NOT_OWNER: 'not_owner',

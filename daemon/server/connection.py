@@ -4,18 +4,27 @@ Everything a tab can get wrong ends here as an `error` message (the connection g
 close code (it cannot); nothing a tab sends can reach another tab's state or crash the loop.
 Delivery keeps a cursor into the agent's stream and fills any gap from the store, so a
 message is sent once, in order, whichever node committed it.
+
+Input is paced, not queued. A connection reads its next frame only when the previous one is
+handled, and every frame of an agent draws on one budget shared by all its connections on
+this node: over it, the connection waits before handling the frame (its later frames stay in
+the client's socket: back-pressure), or, if the wait would be long, the frame is refused.
+A connection that is closing handles nothing more: frames it had buffered are dropped, so an
+attacker who leaves (or a daemon that stops) leaves no work behind.
 """
 
 import asyncio
 import contextlib
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from daemon.core.events import (
     AgentEvent,
@@ -45,6 +54,7 @@ from protocol.messages import (
     Notify,
     Position,
     Welcome,
+    check_clock,
 )
 
 log = structlog.get_logger("switchboard.connection")
@@ -55,10 +65,90 @@ _RESYNC = object()  # queue marker: re-read the stream from the cursor
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
     hello_timeout: float
-    rate_per_second: float
+    rate_per_second: float  # per connection: over it, refused (rate_limited), then 4008
     rate_burst: int
     flood_strikes: int
+    agent_rate_per_second: float = 150.0  # per agent, all its connections on this node
+    agent_rate_burst: int = 300
+    agent_max_wait: float = 1.0  # longest a frame is held for the agent's message budget
+    agent_busy_share: float = 0.25  # of the node's time, spent handling one agent's frames
+    agent_busy_burst: float = 0.5  # seconds of handling an agent may use in one go
     max_backlog: int = 1000
+
+
+@dataclass(slots=True)
+class _Budget:
+    messages: TokenBucket  # tokens are frames
+    busy: TokenBucket  # tokens are seconds spent handling frames
+
+    def full_at(self) -> float:
+        return max(self.messages.full_at(), self.busy.full_at())
+
+
+class AgentBudgets:
+    """Per-agent budgets on this node, drawn on by every connection of the agent.
+
+    Two of them, because a frame's count says little about its cost: a message budget
+    (frames per second) and a time budget (the share of the node's time spent handling the
+    agent's frames, charged after each frame by how long it took). Whichever is short holds
+    the agent's connections back. The time budget is what keeps one agent whose events are
+    expensive (a large state, many contacts) from slowing every other agent on the node.
+    It charges wall-clock time: with the memory store that is the CPU the frame cost; with
+    Redis it includes the round trips, during which the agent's lock is held all the same.
+
+    A budget outlives the agent's connections until it has refilled, so closing every tab
+    and reconnecting does not buy a fresh burst; idle full budgets are forgotten, so memory
+    follows the agents connected recently, not every agent ever seen.
+    """
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self._budgets: dict[str, _Budget] = {}
+        self._users: dict[str, int] = {}
+        self._idle: deque[tuple[str, float]] = deque()  # (agent, when its last user left)
+        self._refill_seconds = max(
+            limits.agent_rate_burst / limits.agent_rate_per_second,
+            limits.agent_busy_burst / limits.agent_busy_share,
+        )
+
+    def join(self, agent: str, now: float) -> None:
+        self._forget_idle(now)
+        self._users[agent] = self._users.get(agent, 0) + 1
+        if agent not in self._budgets:
+            limits = self.limits
+            self._budgets[agent] = _Budget(
+                TokenBucket.full(limits.agent_rate_per_second, limits.agent_rate_burst, now),
+                TokenBucket.full(limits.agent_busy_share, limits.agent_busy_burst, now),
+            )
+
+    def leave(self, agent: str, now: float) -> None:
+        users = self._users.pop(agent, 0) - 1
+        if users > 0:
+            self._users[agent] = users
+        else:
+            self._idle.append((agent, now))
+
+    def reserve(self, agent: str, now: float) -> tuple[bool, float]:
+        """One frame of a joined agent: (granted, wait) as `TokenBucket.reserve` for its
+        message budget, the wait lengthened to pay back any debt of its time budget."""
+        budget = self._budgets[agent]
+        granted, wait = budget.messages.reserve(now, self.limits.agent_max_wait)
+        return granted, max(wait, budget.busy.debt(now))
+
+    def charge(self, agent: str, now: float, seconds: float) -> None:
+        """The agent's frame took `seconds` to handle."""
+        self._budgets[agent].busy.charge(now, seconds)
+
+    def __len__(self) -> int:
+        return len(self._budgets)
+
+    def _forget_idle(self, now: float) -> None:
+        # Oldest first; an entry whose agent came back (or left again later) is skipped.
+        while self._idle and self._idle[0][1] + self._refill_seconds <= now:
+            agent, _ = self._idle.popleft()
+            budget = self._budgets.get(agent)
+            if agent not in self._users and budget is not None and budget.full_at() <= now:
+                del self._budgets[agent]
 
 
 class _Closing(Exception):
@@ -76,6 +166,7 @@ class TabConnection:
         hub: AgentHub,
         secret: str,
         limits: ConnectionLimits,
+        budgets: AgentBudgets,
         metrics: Metrics,
     ) -> None:
         self.ws = ws
@@ -83,6 +174,7 @@ class TabConnection:
         self.hub = hub
         self.secret = secret
         self.limits = limits
+        self.budgets = budgets
         self.metrics = metrics
         self.conn_id = secrets.token_hex(8)
         self.bucket = TokenBucket.full(limits.rate_per_second, limits.rate_burst, time.monotonic())
@@ -92,7 +184,9 @@ class TabConnection:
         self.tab_id = ""
         self.session = ""
         self.cursor = ("", 0)
-        self.queue: asyncio.Queue[StreamEntry | object] = asyncio.Queue()
+        self.queue: asyncio.Queue[StreamEntry | Notify | object] = asyncio.Queue()
+        self.superseded = False
+        self._closer: asyncio.Task[None] | None = None
         self.log = log.bind(conn=self.conn_id)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -102,7 +196,11 @@ class TabConnection:
         sender: asyncio.Task[None] | None = None
         try:
             hello = await self._await_hello()
+            opening = time.monotonic()
             await self._open(hello)
+            assert self.identity is not None
+            opened = time.monotonic()
+            self.budgets.charge(self.identity.agent_id, opened, opened - opening)
             sender = asyncio.create_task(self._send_loop())
             await self._serve()
         except _Closing as closing:
@@ -115,6 +213,8 @@ class TabConnection:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sender
+            if self.identity is not None:
+                self.budgets.leave(self.identity.agent_id, time.monotonic())
             await self._close()
             self.metrics.connections.dec()
 
@@ -148,17 +248,22 @@ class TabConnection:
                 frame = await asyncio.wait_for(self.ws.recv(), remaining)
             except TimeoutError as e:
                 raise _Closing(CloseCode.HELLO_TIMEOUT, "no hello in time") from e
-            message = await self._parse(frame)
+            message = await self._read(frame, greeted=False)
             if message is None:
                 continue
             if not isinstance(message, Hello):
                 await self._error(ErrorCode.HELLO_REQUIRED, "send hello first", _ref(message))
                 continue
             try:
-                self.identity = verify_token(self.secret, message.token)
+                identity = verify_token(self.secret, message.token)
             except TokenRefused as e:
                 await self._error(ErrorCode.UNAUTHORIZED, str(e))
                 raise _Closing(CloseCode.UNAUTHORIZED, str(e)) from e
+            self.identity = identity
+            self.budgets.join(identity.agent_id, time.monotonic())
+            # Opening a tab is work for the agent too: a reconnect storm is paced like a flood.
+            if not await self._paced(refusal=None):
+                raise _Closing(CloseCode.FLOODING, "this agent is over its message budget")
             self.hello = message
             return message
 
@@ -235,14 +340,24 @@ class TabConnection:
         self.queue.put_nowait(_RESYNC)
 
     async def tell(self, notice: Notify) -> None:
-        """Out-of-stream news about the daemon itself (store down, store back)."""
-        with contextlib.suppress(ConnectionClosed):
-            await self._send_model(notice)
+        """Out-of-stream news about the daemon itself (store down, store back).
+
+        Queued for this connection's sender, never sent inline: the caller tells every tab
+        in turn, and one tab that does not read must not hold up the others.
+        """
+        self.queue.put_nowait(notice)
 
     async def supersede(self) -> None:
-        """This page resumed on a newer connection: end this one so it cannot act twice."""
-        with contextlib.suppress(ConnectionClosed):
-            await self.ws.close(int(CloseCode.SUPERSEDED), "resumed on another connection")
+        """This page resumed on a newer connection: end this one so it cannot act twice.
+
+        It handles no further frame from now on; the close handshake runs on its own, so a
+        client that does not answer cannot hold up the caller.
+        """
+        self.superseded = True
+        if self._closer is None:
+            self._closer = asyncio.create_task(
+                self.ws.close(int(CloseCode.SUPERSEDED), "resumed on another connection")
+            )
 
     async def reregister(self) -> None:
         """Put this tab back into a store that may have lost it, then catch up."""
@@ -262,6 +377,8 @@ class TabConnection:
             try:
                 if isinstance(item, StreamEntry):
                     await self._catch_up(item)
+                elif isinstance(item, Notify):
+                    await self._send_model(item)
                 else:
                     await self._reread()
             except StoreUnavailable:
@@ -327,27 +444,85 @@ class TabConnection:
     # -- serving -----------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        async for frame in self.ws:
-            message = await self._parse(frame)
-            if message is None:
-                continue
-            if isinstance(message, Hello):
-                await self._error(ErrorCode.ALREADY_GREETED, "hello was already received")
-                continue
-            await self._dispatch(message)
+        """Handle frames one at a time until the connection closes (ConnectionClosed).
 
-    async def _parse(self, frame: str | bytes) -> ClientMessage | None:
-        """Decode and rate-check one frame; every refusal is answered, none is fatal alone."""
+        Each frame starts with a turn of the event loop: buffered frames are returned by
+        `recv()` without suspending, and the memory store never suspends either, so without
+        it one connection with a full buffer would run frame after frame while every other
+        connection, the health check and even SIGTERM waited.
+        """
+        assert self.identity is not None
+        agent = self.identity.agent_id
+        while True:
+            frame = await self.ws.recv()
+            await asyncio.sleep(0)
+            if not self._listening():
+                return  # closing: whatever is still buffered is dropped, not handled
+            if not await self._paced(refusal=ErrorCode.AGENT_RATE_LIMITED):
+                continue
+            if not self._listening():
+                return
+            started = time.monotonic()
+            try:
+                message = await self._read(frame, greeted=True)
+                if message is None:
+                    continue
+                if isinstance(message, Hello):
+                    await self._error(ErrorCode.ALREADY_GREETED, "hello was already received")
+                    continue
+                await self._dispatch(message)
+            finally:
+                now = time.monotonic()
+                self.budgets.charge(agent, now, now - started)
+
+    def _listening(self) -> bool:
+        return self.ws.state is State.OPEN and not self.superseded
+
+    async def _paced(self, refusal: ErrorCode | None) -> bool:
+        """Draw one frame's worth of the agent's budgets, waiting for it if need be.
+
+        True: go on (after waiting, if the agent's tabs were over their rate together or it
+        owes handling time). False: the wait for a message token would have been too long,
+        so the frame is refused (with `refusal`, counted as a strike) and the connection
+        pauses until one could be taken again. Either way, no frame of this connection is
+        read meanwhile, and a close ends the wait.
+        """
+        assert self.identity is not None
+        granted, wait = self.budgets.reserve(self.identity.agent_id, time.monotonic())
+        if granted and wait > 0:
+            self.metrics.agent_throttled.labels(outcome="delayed").inc()
+        elif not granted:
+            self.metrics.agent_throttled.labels(outcome="refused").inc()
+            if refusal is not None:
+                await self._strike(refusal, "this agent's tabs together are over its budget")
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ws.wait_closed(), wait)
+        return granted
+
+    async def _strike(self, code: ErrorCode, text: str) -> None:
+        self.strikes += 1
+        if self.strikes > self.limits.flood_strikes:
+            raise _Closing(CloseCode.FLOODING, "message rate limit exceeded repeatedly")
+        await self._error(code, f"too many messages: slow down ({text})")
+
+    async def _read(self, frame: str | bytes, *, greeted: bool) -> ClientMessage | None:
+        """Rate-check, decode and validate one frame; None when it was refused (answered).
+
+        After hello a refusal is never fatal alone. Before it, a frame that is not even a
+        message ends the connection (1002): the client is not speaking this protocol, and
+        talking on would only cost the daemon more.
+        """
         if not self.bucket.take(time.monotonic()):
-            self.strikes += 1
-            if self.strikes > self.limits.flood_strikes:
-                raise _Closing(CloseCode.FLOODING, "message rate limit exceeded repeatedly")
-            await self._error(ErrorCode.RATE_LIMITED, "too many messages: slow down")
+            await self._strike(ErrorCode.RATE_LIMITED, "over this connection's rate")
             return None
         try:
             message = self.codec.decode_client(frame)
+            check_clock(message, time.time())
         except ProtocolError as e:
             await self._error(e.code, e.message, e.ref)
+            if not greeted:
+                raise _Closing(CloseCode.PROTOCOL_ERROR, f"not a hello: {e.code}") from e
             return None
         self.metrics.messages_in.labels(type=message.type).inc()
         return message

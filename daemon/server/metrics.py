@@ -132,6 +132,12 @@ class Metrics:
         self.messages_out = Counter(
             "switchboard_messages_out_total", "Messages sent to tabs", ["type"], registry=r
         )
+        self.agent_throttled = Counter(
+            "switchboard_agent_throttled_total",
+            "Frames over their agent's message budget, by outcome: delayed or refused",
+            ["outcome"],
+            registry=r,
+        )
         self.conflicts = Counter(
             "switchboard_store_conflicts_total", "Optimistic commits retried", registry=r
         )

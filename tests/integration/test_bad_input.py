@@ -2,22 +2,31 @@
 
 import asyncio
 import json
+import logging
+import math
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-import aiohttp
 import jwt
 import msgpack
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from daemon.app import Daemon
 from daemon.server.auth import mint_token
 from tests.daemons import SECRET, eventually, open_tab, running, token, ws_url
+from tests.integration.rawsockets import decode, greeted, healthy, next_error, raw
 
 INCOMING = {"type": "voice", "direction": "inbound"}
+CONTACT_AT = (
+    '{"type": "contact_event", "event": "incoming",'
+    ' "contact": {"contact_id": "t", "occurred_at": %s}}'
+)
+CHAT_AT = (
+    '{"type": "chat_message", "contact_id": "t", "message_id": "m", "participant": "agent",'
+    ' "text": "hi", "sent_at": %s}'
+)
 
 
 @pytest.fixture
@@ -31,41 +40,6 @@ async def daemon() -> AsyncIterator[Daemon]:
         allowed_origins=["https://acme.zendesk.com"],
     ) as d:
         yield d
-
-
-async def raw(daemon: Daemon, *, binary: bool = False, **kw: Any) -> ClientConnection:
-    sub = "switchboard.v1.msgpack" if binary else "switchboard.v1.json"
-    return await connect(ws_url(daemon), subprotocols=[sub], **kw)  # type: ignore[list-item]
-
-
-async def greeted(daemon: Daemon, *, binary: bool = False) -> ClientConnection:
-    ws = await raw(daemon, binary=binary)
-    hello = {"type": "hello", "token": token("mallory")}
-    await ws.send(msgpack.packb(hello) if binary else json.dumps(hello))
-    welcome = decode(await ws.recv())
-    assert welcome["type"] == "welcome"
-    assert decode(await ws.recv())["type"] == "snapshot"
-    return ws
-
-
-def decode(frame: str | bytes) -> dict[str, Any]:
-    data: dict[str, Any] = msgpack.unpackb(frame) if isinstance(frame, bytes) else json.loads(frame)
-    return data
-
-
-async def next_error(ws: ClientConnection) -> dict[str, Any]:
-    while True:
-        message = decode(await asyncio.wait_for(ws.recv(), 3))
-        if message["type"] == "error":
-            return message
-
-
-async def healthy(daemon: Daemon) -> bool:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"http://127.0.0.1:{daemon.http_port}/healthz") as r,
-    ):
-        return r.status == 200
 
 
 @pytest.mark.parametrize(
@@ -98,6 +72,34 @@ async def healthy(daemon: Daemon) -> bool:
             "unknown_contact",
             "nope",
         ),
+        # Hostile shapes (issue 11): past the interpreter's recursion limit, just past ours.
+        ("[" * 4000, "bad_frame", "deeper than 8"),
+        ('{"type": "hello", "x": ' + "[" * 8 + "]" * 8 + "}", "bad_frame", "deeper than 8"),
+        ('{"type": ["contact_event"]}', "invalid_message", "type must be a string"),
+        ('{"type": {"a": 1}}', "invalid_message", "type must be a string"),
+        ('{"type": 7}', "invalid_message", "type must be a string"),
+        # Timestamps that would poison the contact's workflow: refused at the wire.
+        (CONTACT_AT % "NaN", "bad_frame", "NaN"),
+        (CONTACT_AT % "Infinity", "bad_frame", "Infinity"),
+        (CONTACT_AT % "1e999", "invalid_message", "occurred_at"),
+        (CONTACT_AT % "32503680000", "invalid_message", "occurred_at"),  # the year 3000
+        (CONTACT_AT % str(int(time.time()) + 3 * 86400), "invalid_message", "occurred_at"),
+        (CONTACT_AT % "-1", "invalid_message", "occurred_at"),
+        (CHAT_AT % "NaN", "bad_frame", "NaN"),
+        (CHAT_AT % "1e308", "invalid_message", "sent_at"),
+        (CHAT_AT % "12345", "invalid_message", "sent_at"),  # 1970
+        (
+            '{"type": "command", "name": "create_ticket", "contact_id": "c", "epoch": 1e400}',
+            "invalid_message",
+            "epoch",
+        ),
+        (
+            '{"type": "command", "name": "create_ticket", "contact_id": "c", "epoch": '
+            + "9" * 30
+            + "}",
+            "invalid_message",
+            "epoch",
+        ),
     ],
 )
 async def test_bad_messages_get_a_typed_error_and_the_connection_goes_on(
@@ -129,7 +131,59 @@ async def test_malformed_msgpack_and_wrong_frame_kind(daemon: Daemon) -> None:
     assert (await next_error(ws))["code"] == "bad_frame"
     await ws.send(json.dumps({"type": "hello"}))  # text on a binary subprotocol
     assert "binary" in (await next_error(ws))["message"]
+    await ws.send(b"\x91" * 3000 + b"\xc0")  # lists in lists, past msgpack's own stack
+    assert (await next_error(ws))["code"] == "bad_frame"
+    await ws.send(msgpack.packb({"type": "hello", "x": [[[[[[[[[]]]]]]]]]}))
+    assert "deeper than 8" in (await next_error(ws))["message"]
+    await ws.send(msgpack.packb({"type": [1]}))
+    assert (await next_error(ws))["code"] == "invalid_message"
+    for when in (math.nan, math.inf, 1e12):
+        report = {"type": "contact_event", "event": "incoming"}
+        await ws.send(msgpack.packb(report | {"contact": {"contact_id": "t", "occurred_at": when}}))
+        error = await next_error(ws)
+        assert error["code"] == "invalid_message" and "occurred_at" in error["message"]
+    await ws.send(
+        msgpack.packb(
+            {"type": "contact_event", "event": "incoming", "contact": {"contact_id": "ok"}}
+        )
+    )
+    assert decode(await asyncio.wait_for(ws.recv(), 3))["type"] == "contact"
     await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("[" * 4000, "bad_frame"),
+        ('{"type": "hello", "token": "x", "deep": ' + "[" * 20 + "]" * 20 + "}", "bad_frame"),
+        ('{"type": []}', "invalid_message"),
+        ('{"type": {"hello": 1}}', "invalid_message"),
+        ('{"type": "hello", "token": ["x"]}', "invalid_message"),
+        ("{not json", "bad_frame"),
+        (b"\x91" * 3000 + b"\xc0", "bad_frame"),  # binary on the JSON subprotocol
+    ],
+)
+async def test_a_frame_that_is_no_hello_closes_1002_before_hello_with_no_traceback(
+    daemon: Daemon,
+    frame: str | bytes,
+    code: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bystander = await open_tab(daemon, "alice")
+    ws = await raw(daemon)
+    await ws.send(frame)
+    assert (await next_error(ws))["code"] == code
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 3)
+    assert ws.close_code == 1002
+    await bystander.report("incoming", "c-1", **INCOMING)
+    await eventually(lambda: bystander.owns("c-1"))
+    assert await healthy(daemon)
+    await bystander.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
 
 
 async def test_message_before_hello_is_refused_then_hello_works(daemon: Daemon) -> None:
