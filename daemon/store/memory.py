@@ -83,6 +83,7 @@ class MemoryStore(Store):
         self._idle_ttl = idle_ttl
         self._clock = clock
         self._agents: OrderedDict[str, _AgentRecord] = OrderedDict()
+        self._capacity = 0  # the most agents held since the map was last rebuilt
         self._workflows: set[tuple[str, str]] = set()
         self._tats: dict[str, float] = {}
         self._nodes: dict[str, float] = {}
@@ -96,6 +97,7 @@ class MemoryStore(Store):
         record = self._agents.get(agent)
         if record is None:
             record = self._agents[agent] = _AgentRecord(epoch=secrets.token_hex(8), touched=now)
+            self._capacity = max(self._capacity, len(self._agents))
         else:
             record.touched = now
             self._agents.move_to_end(agent)
@@ -111,12 +113,17 @@ class MemoryStore(Store):
         while self._agents:
             agent, record = next(iter(self._agents.items()))
             if record.touched > deadline:
-                return
+                break
             if record.listeners or any(lease.expires > now for lease in record.leases.values()):
                 record.touched = now  # in use: not idle, whatever its last write was
                 self._agents.move_to_end(agent)
                 continue
             del self._agents[agent]
+        if self._capacity > 1024 and len(self._agents) < self._capacity // 4:
+            # A dict never gives back its table when entries are deleted: after a crowd has
+            # come and gone, copy what is left into a table of the right size.
+            self._agents = OrderedDict(self._agents)
+            self._capacity = len(self._agents)
 
     def sizes(self) -> dict[str, int]:
         """How many entries each internal map holds (tests assert memory stays bounded)."""
