@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 
 import pytest
 import redis
@@ -26,8 +27,12 @@ def server() -> Iterator[RedisServer]:
         yield started
 
 
-def admin(port: int) -> "redis.Redis[bytes]":
+def admin(port: int) -> redis.Redis:
     return redis.Redis(port=port, single_connection_client=True)
+
+
+def kill_pubsub_clients(port: int) -> None:
+    admin(port).client_kill_filter(_type="pubsub")
 
 
 # -- a lost reply ----------------------------------------------------------------------------
@@ -112,9 +117,9 @@ async def test_a_killed_pubsub_connection_reports_a_gap_and_resumes(kind: str) -
                 gaps[agent] += 1
 
             for agent in agents:
-                await reader.subscribe(agent, got[agent].append, on_gap=lambda a=agent: gap(a))
+                await reader.subscribe(agent, got[agent].append, on_gap=partial(gap, agent))
             for port in ports:
-                admin(port).execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+                kill_pubsub_clients(port)
             await eventually(lambda: all(gaps.values()), timeout=10)
             for agent in agents:
                 assert await writer.commit_agent(agent, 0, b"s", [env(1)]) is not None
