@@ -395,6 +395,8 @@ class AgentHub:
             except StoreUnavailable:
                 self._gaps.update(agents)
                 await asyncio.sleep(1.0)
+            except Exception:  # the periodic sync covers these agents too
+                log.exception("position_sync_failed", agents=len(agents))
 
     async def sync_positions(self, agents: Sequence[str] | None = None) -> int:
         """Compare each local agent's stream head with what its tabs were handed; fill gaps.
