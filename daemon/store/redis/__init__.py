@@ -109,6 +109,7 @@ class RedisStore(
         register = self._client.register_script
         self._commit = register(scripts.COMMIT)
         self._head = register(scripts.HEAD)
+        self._heads = register(scripts.HEADS)
         self._read = register(scripts.READ)
         self._resume = register(scripts.RESUME)
         self._claim = register(scripts.CLAIM)

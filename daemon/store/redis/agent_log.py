@@ -52,6 +52,7 @@ class RedisAgentLog(RedisBase, AgentLog):
     _commit: Any  # registered scripts (see RedisStore.__init__)
     _commit_call: Any
     _head: Any
+    _heads: Any
     _read: Any
     _resume: Any
 
@@ -113,15 +114,23 @@ class RedisAgentLog(RedisBase, AgentLog):
         return to_text(epoch), int(seq)
 
     async def stream_heads(self, agents: Sequence[str]) -> list[tuple[str, int] | None]:
+        """One script per `HEADS_BATCH` agents on a single server (one command instead of
+        hundreds: redis-py's per-command cost is what dominates); a pipeline of HMGETs on a
+        cluster, where one script cannot read keys of several slots."""
         heads: list[tuple[str, int] | None] = []
         with translated():
             await self._ready()
             for start in range(0, len(agents), HEADS_BATCH):
-                pipe = self._client.pipeline(transaction=False)
-                for agent in agents[start : start + HEADS_BATCH]:
-                    pipe.hmget(self._key(agent, "meta"), ["e", "s"])
-                for epoch, seq in await pipe.execute():
-                    heads.append(None if epoch is None else (to_text(epoch), int(seq or 0)))
+                keys = [self._key(agent, "meta") for agent in agents[start : start + HEADS_BATCH]]
+                if self._cluster:
+                    pipe = self._client.pipeline(transaction=False)
+                    for key in keys:
+                        pipe.hmget(key, ["e", "s"])
+                    replies = await pipe.execute()
+                else:
+                    replies = await self._heads(keys=keys)
+                for epoch, seq in replies:
+                    heads.append((to_text(epoch), int(seq or 0)) if epoch else None)
         return heads
 
     async def read_stream(self, agent: str, epoch: str, after: int) -> list[StreamEntry] | None:

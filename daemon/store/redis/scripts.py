@@ -106,6 +106,17 @@ return {epoch, tonumber(redis.call('HGET', KEYS[1], 's'))}
 """
 )
 
+# KEYS: meta of several agents (a single server only: on a cluster they span slots)
+# Returns {epoch or '', last seq} per key, creating nothing: position sync's batched read.
+HEADS = """
+local heads = {}
+for i = 1, #KEYS do
+  local m = redis.call('HMGET', KEYS[i], 'e', 's')
+  heads[i] = {m[1] or '', m[2] or '0'}
+end
+return heads
+"""
+
 # KEYS: meta, stream   ARGV: epoch, after
 READ = (
     _READ
