@@ -66,32 +66,51 @@ async def hello_close_code(daemon: Daemon) -> int | None:
 # -- a lost publication --------------------------------------------------------------------
 
 
+@pytest.fixture(params=["single", "cluster"])
+def deployment(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[int]]]:
+    """A Redis URL for the daemons and the ports of every server behind it."""
+    if request.param == "single":
+        with RedisServer.start() as single:
+            yield single.url, [single.port]
+    else:
+        with RedisCluster.start() as cluster:
+            yield cluster.url + "?cluster=true", cluster.ports
+
+
 async def test_a_message_lost_on_pubsub_arrives_without_a_later_commit(
-    tmp_path: Path, server: RedisServer, sandbox: SandboxProcess
+    tmp_path: Path, deployment: tuple[str, list[int]], sandbox: SandboxProcess
 ) -> None:
-    a = DaemonProcess.start(tmp_path, "node-a", server.url, sandbox.url, **NODE_SETTINGS)
-    b = DaemonProcess.start(tmp_path, "node-b", server.url, sandbox.url, **NODE_SETTINGS)
-    control = admin(server.port)
+    url, ports = deployment
+    a = DaemonProcess.start(tmp_path, "node-a", url, sandbox.url, **NODE_SETTINGS)
+    b = DaemonProcess.start(tmp_path, "node-b", url, sandbox.url, **NODE_SETTINGS)
+    controls = [admin(port) for port in ports]
     try:
         t1 = await TabClient(a.ws_url, token("alice")).connect()
         t2 = await TabClient(b.ws_url, token("alice")).connect()
-        await t1.report("incoming", "c-0", **CALL)  # warm: pools hold their connections
+        await t1.report("incoming", "c-0", **CALL)
         await eventually(lambda: "c-0" in t2.contacts, timeout=10)
 
-        # Pub/sub goes down and cannot come back (SUBSCRIBE is refused); commands still work.
-        control.acl_setuser("default", enabled=True, commands=["-subscribe"], reset=False)
-        control.client_kill_filter(_type="pubsub")
-        assert control.client_list(_type="pubsub") == []
+        # Pub/sub goes down and cannot come back (SUBSCRIBE refused); commands still work.
+        for control in controls:
+            control.acl_setuser(
+                "default", enabled=True, commands=["-subscribe", "-ssubscribe"], reset=False
+            )
+            control.client_kill_filter(_type="pubsub")
 
+        def pubsub_clients() -> int:
+            return sum(len(control.client_list(_type="pubsub")) for control in controls)
+
+        assert pubsub_clients() == 0
         await t1.report("incoming", "c-1", **CALL)  # published to nobody
         await eventually(lambda: "c-1" in t1.contacts, timeout=5)
         # No later commit, no pub/sub: position sync finds the gap and fills it.
         await eventually(lambda: "c-1" in t2.contacts, timeout=15)
-        assert control.client_list(_type="pubsub") == []  # it did not come through pub/sub
+        assert pubsub_clients() == 0  # it did not come through pub/sub
         await t1.close()
         await t2.close()
     finally:
-        control.acl_setuser("default", enabled=True, commands=["+@all"], reset=False)
+        for control in controls:
+            control.acl_setuser("default", enabled=True, commands=["+@all"], reset=False)
         a.stop()
         b.stop()
 
