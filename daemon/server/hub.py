@@ -401,11 +401,11 @@ class AgentHub:
     async def sync_positions(self, agents: Sequence[str] | None = None) -> int:
         """Compare each local agent's stream head with what its tabs were handed; fill gaps.
 
-        One batched head read per `SYNC_BATCH` agents (a pipeline of HMGETs on Redis), then
-        a stream read only for agents that are behind; the loop yields between batches so a
-        node with thousands of agents stays responsive. A gap that can no longer be read
-        (trimmed, or the stream was lost) makes each tab take a snapshot. Returns how many
-        agents were behind (for tests and logs).
+        One batched head read per `SYNC_BATCH` agents (one script on a Redis server, one
+        pipeline on a cluster), then a stream read only for agents that are behind; the loop
+        yields between batches so a node with thousands of agents stays responsive. A gap that
+        can no longer be read (trimmed, or the stream was lost) makes each tab take a snapshot.
+        Returns how many agents were behind (for tests and logs).
         """
         todo = list(self._sinks) if agents is None else [a for a in agents if a in self._sinks]
         behind = 0
