@@ -199,6 +199,29 @@ async def test_a_full_redis_is_unavailable_and_nothing_is_half_written() -> None
             await store.close()
 
 
+async def test_a_read_only_replica_is_unavailable(server: RedisServer) -> None:
+    """What a node pointed at a replica (or at an old master after a failover) hears."""
+    admin(server.port).config_set("repl-diskless-sync-delay", 0)
+    replica_of = ["--replicaof", "127.0.0.1", str(server.port)]
+    with RedisServer.start(extra_args=replica_of) as replica:
+        primary = RedisStore.from_url(server.url)
+        store = RedisStore.from_url(replica.url)
+        try:
+            assert await primary.commit_agent("A", 0, b"one", [env(1)]) is not None
+            await eventually(lambda: admin(replica.port).exists("sb:{A}:state") == 1, 10)
+            assert (await store.load_agent("A")).version == 1  # reads are served
+            for write in (
+                store.commit_agent("A", 1, b"two", [env(2)]),
+                store.heartbeat("node", 5.0),
+                store.workflows_add("A", "c"),
+            ):
+                with pytest.raises(StoreUnavailable, match="read only replica"):
+                    await write
+        finally:
+            await primary.close()
+            await store.close()
+
+
 @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl"])
 async def test_an_evicting_redis_is_refused(policy: str) -> None:
     with RedisServer.start(extra_args=["--maxmemory-policy", policy]) as server:
