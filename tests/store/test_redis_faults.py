@@ -13,6 +13,7 @@ import redis
 
 from daemon.store.base import Envelope, StoreMisconfigured, StoreUnavailable, StreamEntry
 from daemon.store.redis import RedisStore
+from daemon.store.redis.common import refusing
 from tests.daemons import eventually
 from tests.redis_servers import RedisCluster, RedisServer, free_port
 
@@ -160,6 +161,26 @@ async def test_cluster_subscriptions_survive_a_ten_second_outage() -> None:
 
 
 # -- a full or evicting Redis ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "refused"),
+    [
+        ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable", True),
+        ("ERR Error running script (call to f_1): @user_script:3: MISCONF Errors writing", True),
+        ("NOREPLICAS Not enough good replicas to write.", True),
+        ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", True),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", False),
+        ("ERR unknown command 'CONFIG'", False),
+        ("ERR value mentions OOMPH and READONLYISH", False),
+    ],
+)
+def test_which_error_replies_mean_unavailable(reply: str, refused: bool) -> None:
+    """Replies without a redis-py class of their own (MISCONF needs a failing disk to provoke)
+    are recognised by their error code, also when wrapped by a script error."""
+    assert refusing(redis.exceptions.ResponseError(reply)) is refused
+    assert refusing(redis.exceptions.OutOfMemoryError("command not allowed"))
+    assert refusing(redis.exceptions.ReadOnlyError("You can't write against a read only replica"))
 
 
 async def test_a_full_redis_is_unavailable_and_nothing_is_half_written() -> None:
