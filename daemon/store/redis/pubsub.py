@@ -220,7 +220,7 @@ class PubSubHub:
             for channel in list(self._unsettled):
                 try:
                     await self._reconcile(channel)
-                except StoreUnavailable as exc:
+                except Exception as exc:  # logged and retried: a subscription is never dropped
                     log.warning("re-homing %r failed (%r); retrying in %.1fs", channel, exc, delay)
                     continue
                 self._unsettled.discard(channel)
