@@ -18,7 +18,7 @@ from daemon.connect.wiring import ConnectSide, start_connect
 from daemon.secrets_file import dev_secret_path, load_or_create_dev_secret
 from daemon.server.auth import mint_token
 from daemon.server.connection import ConnectionLimits
-from daemon.server.hub import AgentHub
+from daemon.server.hub import SYNC_SECONDS, AgentHub
 from daemon.server.metrics import Metrics
 from daemon.server.ops import Demo, create_ops_app
 from daemon.server.ws import start_ws_server
@@ -121,6 +121,7 @@ class Daemon:
         self._tasks = [
             asyncio.create_task(self._every(interval, self._check_store)),
             asyncio.create_task(self._every(1.0, self.hub.sweep)),
+            asyncio.create_task(self._every(SYNC_SECONDS, self.hub.sync_positions)),
             asyncio.create_task(self._every(s.workflow_scan_seconds, self.workflows.scan)),
         ]
         ops = f"http://{s.host}:{self.http_port}"

@@ -296,12 +296,11 @@ class TabConnection:
             self.log = self.log.bind(agent=agent, tab=self.tab_id, role=hello.role)
             await self.hub.attach(agent, self)
             await self.hub.supersede(agent, self)
-            epoch, head = await self.hub.store.stream_head(agent)
-            missed = None
-            if hello.resume is not None:
-                missed = await self.hub.store.read_stream(
-                    agent, hello.resume.epoch, hello.resume.seq
-                )
+            position = hello.resume
+            resumed = await self.hub.store.resume(  # head and missed entries: one round trip
+                agent, position.epoch if position else None, position.seq if position else 0
+            )
+            epoch, head, missed = resumed.epoch, resumed.head, resumed.missed
         except (StoreUnavailable, StoreContention) as e:
             raise _Closing(CloseCode.TRY_AGAIN_LATER, "store unavailable, retry later") from e
         if outcome.assignment.reassigned:

@@ -4,12 +4,21 @@
 commit with a version check, retry on conflict. Effects come out as stream envelopes (the
 store delivers them to every node's subscribers) and workflow wake-ups. Everything that
 touches time (ticks, node liveness) is here; the rules are in `daemon.core`.
+
+Delivery does not trust pub/sub (DESIGN invariant 8). Per local agent the hub remembers the
+newest stream position its tabs were handed (`_seen`); `sync_positions`, run on every
+resubscription and periodically, compares it with the stream's head and fans out whatever was
+missed from the stream itself. So a publication lost while the channel was down, even the last
+one before a quiet spell, reaches the tabs within one sync interval.
+
+Memory follows the local tabs: an agent's cache entry, lock, subscription, timer and position
+exist while it has tabs here (or an event in flight) and are dropped with the last one.
 """
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,12 +29,14 @@ from daemon.core.effects import Outcome, Publish, WakeWorkflow
 from daemon.core.events import AgentEvent, Context, Rules, TabClosed, Tick
 from daemon.core.state import AgentState
 from daemon.server.metrics import Metrics
-from daemon.store.base import Envelope, Store, StreamEntry, Subscription
+from daemon.store.base import Envelope, Store, StoreUnavailable, StreamEntry, Subscription
 from protocol.messages import Notify
 
 log = structlog.get_logger("switchboard.hub")
 
 MAX_COMMIT_ATTEMPTS = 16
+SYNC_SECONDS = 3.0  # how often idle agents' positions are compared with their streams
+SYNC_BATCH = 200  # agents per batched head read; the loop yields between batches
 
 
 class StoreContention(Exception):
@@ -62,6 +73,14 @@ class _Cached:
     seq: int | None = None  # None: unknown (loaded, not committed here), so not trusted
 
 
+@dataclass(slots=True)
+class _AgentLock:
+    """A per-agent lock that exists only while someone holds or waits for it."""
+
+    lock: asyncio.Lock
+    users: int = 0
+
+
 class AgentHub:
     def __init__(
         self,
@@ -80,9 +99,13 @@ class AgentHub:
         self.live_nodes: frozenset[str] = frozenset({node_id})
         self.on_wake: WakeCallback | None = None
         self._cache: dict[str, _Cached] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _AgentLock] = {}
         self._sinks: dict[str, set[Sink]] = {}
         self._subscriptions: dict[str, Subscription] = {}
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
+        self._seen: dict[str, tuple[str, int]] = {}
+        self._gaps: set[str] = set()
+        self._gap_sync: asyncio.Task[None] | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._unrecorded_closes: list[tuple[str, TabClosed]] = []
 
@@ -104,7 +127,7 @@ class AgentHub:
             if stored.state is not None
             else new_agent(agent, self.rules)
         )
-        self._cache[agent] = _Cached(stored.version, state)
+        self._remember(agent, _Cached(stored.version, state))
         return stored.version, state
 
     async def apply(self, agent: str, event: AgentEvent) -> Outcome:
@@ -115,9 +138,8 @@ class AgentHub:
         committed so far: reports only ever add to a contact, so one already known to the
         cache is known to the store. Refusals are always re-decided on fresh state.
         """
-        lock = self._locks.setdefault(agent, asyncio.Lock())
         started = time.perf_counter()
-        async with lock:
+        async with self._locked(agent):
             fresh = False
             for _ in range(MAX_COMMIT_ATTEMPTS):
                 version, state = await self.load(agent, fresh=fresh)
@@ -154,11 +176,14 @@ class AgentHub:
                     fresh = True
                     continue
                 last = entries[-1] if entries else None
-                self._cache[agent] = _Cached(
-                    version + 1,
-                    outcome.state,
-                    last.epoch if last else (cached.epoch if cached else None),
-                    last.seq if last else (cached.seq if cached else None),
+                self._remember(
+                    agent,
+                    _Cached(
+                        version + 1,
+                        outcome.state,
+                        last.epoch if last else (cached.epoch if cached else None),
+                        last.seq if last else (cached.seq if cached else None),
+                    ),
                 )
                 # Local tabs get our own entries now, not via the store's pub/sub: faster, and
                 # nothing waits on a subscription that is still reconnecting. Each tab's cursor
@@ -264,12 +289,46 @@ class AgentHub:
     # -- local tabs and delivery ----------------------------------------------------------
 
     async def attach(self, agent: str, sink: Sink) -> None:
-        sinks = self._sinks.setdefault(agent, set())
-        sinks.add(sink)
-        if agent not in self._subscriptions:
-            self._subscriptions[agent] = await self.store.subscribe(
-                agent, lambda entry: self._fan_out(agent, entry)
+        """Register a local tab and make sure the agent's stream reaches this node.
+
+        Race-free: concurrent attachers of one agent share one subscribing future, so a node
+        holds exactly one subscription per agent with local tabs, however many tabs open at
+        once. If the subscription fails, the error reaches every attacher (the tabs are told
+        to come back later) and the next attach tries again.
+        """
+        self._sinks.setdefault(agent, set()).add(sink)
+        while agent in self._sinks and agent not in self._subscriptions:
+            pending = self._subscribing.get(agent)
+            if pending is None:
+                pending = asyncio.ensure_future(self._subscribe(agent))
+                self._subscribing[agent] = pending
+            await asyncio.shield(pending)
+
+    async def _subscribe(self, agent: str) -> None:
+        """Subscribe, then take the stream's head as what this node's tabs have seen.
+
+        In that order: an entry committed after the head was read is published after the
+        subscription was in place, so it is either delivered or caught by position sync.
+        """
+        try:
+            subscription = await self.store.subscribe(
+                agent,
+                lambda entry: self._fan_out(agent, entry),
+                on_gap=lambda: self._gap(agent),
             )
+            try:
+                head = await self.store.stream_head(agent)
+            except BaseException:
+                await subscription.close()
+                raise
+        finally:
+            del self._subscribing[agent]
+        if agent not in self._sinks:  # every tab left while we subscribed
+            with contextlib.suppress(Exception):
+                await subscription.close()
+            return
+        self._subscriptions[agent] = subscription
+        self._advance(agent, head)
 
     async def detach(self, agent: str, sink: Sink) -> None:
         sinks = self._sinks.get(agent)
@@ -279,6 +338,8 @@ class AgentHub:
         if not sinks:
             del self._sinks[agent]
             self._cache.pop(agent, None)
+            self._seen.pop(agent, None)
+            self._gaps.discard(agent)
             timer = self._timers.pop(agent, None)
             if timer is not None:
                 timer.cancel()
@@ -305,8 +366,111 @@ class AgentHub:
             cached.seq is None or entry.epoch != cached.epoch or entry.seq > cached.seq
         ):
             del self._cache[agent]
+        self._advance(agent, (entry.epoch, entry.seq))
         for sink in list(self._sinks.get(agent, ())):
             sink.deliver(entry)
+
+    def _advance(self, agent: str, position: tuple[str, int]) -> None:
+        """Record that this node's tabs were handed the stream up to `position`."""
+        if agent not in self._sinks:
+            return
+        seen = self._seen.get(agent)
+        if seen is None or seen[0] != position[0] or seen[1] < position[1]:
+            self._seen[agent] = position
+
+    # -- position sync: delivery that does not depend on pub/sub ---------------------------
+
+    def _gap(self, agent: str) -> None:
+        """The subscription was re-established and may have missed entries: sync soon."""
+        self._gaps.add(agent)
+        if self._gap_sync is None or self._gap_sync.done():
+            self._gap_sync = asyncio.get_running_loop().create_task(self._sync_gaps())
+
+    async def _sync_gaps(self) -> None:
+        while self._gaps:
+            agents = sorted(self._gaps)
+            self._gaps.clear()
+            try:
+                await self.sync_positions(agents)
+            except StoreUnavailable:
+                self._gaps.update(agents)
+                await asyncio.sleep(1.0)
+            except Exception:  # the periodic sync covers these agents too
+                log.exception("position_sync_failed", agents=len(agents))
+
+    async def sync_positions(self, agents: Sequence[str] | None = None) -> int:
+        """Compare each local agent's stream head with what its tabs were handed; fill gaps.
+
+        One batched head read per `SYNC_BATCH` agents (one script on a Redis server, one
+        pipeline on a cluster), then a stream read only for agents that are behind; the loop
+        yields between batches so a node with thousands of agents stays responsive. A gap that
+        can no longer be read (trimmed, or the stream was lost) makes each tab take a snapshot.
+        Returns how many agents were behind (for tests and logs).
+        """
+        todo = list(self._sinks) if agents is None else [a for a in agents if a in self._sinks]
+        behind = 0
+        for start in range(0, len(todo), SYNC_BATCH):
+            batch = todo[start : start + SYNC_BATCH]
+            heads = await self.store.stream_heads(batch)
+            for agent, head in zip(batch, heads, strict=True):
+                seen = self._seen.get(agent)
+                if seen is None or agent not in self._sinks:
+                    continue  # still subscribing (it reads the head itself), or gone
+                if head is not None and head[0] == seen[0] and head[1] <= seen[1]:
+                    continue
+                behind += 1
+                await self._fill(agent, seen)
+            await asyncio.sleep(0)
+        if behind:
+            log.info("position_sync_filled_gaps", agents=behind)
+        return behind
+
+    async def _fill(self, agent: str, seen: tuple[str, int]) -> None:
+        missed = await self.store.read_stream(agent, seen[0], seen[1])
+        if missed is None:
+            epoch, head = await self.store.stream_head(agent)
+            self._cache.pop(agent, None)
+            self._advance(agent, (epoch, head))
+            for sink in list(self._sinks.get(agent, ())):
+                sink.resync()
+            return
+        for entry in missed:
+            self._fan_out(agent, entry)
+
+    # -- bounding memory to the local tabs ------------------------------------------------
+
+    def _remember(self, agent: str, cached: _Cached) -> None:
+        """Cache an agent's state only while it has tabs here: an admin page, a workflow run
+        or a hostile `/admin/agents/<random>` loop must not grow the cache."""
+        if agent in self._sinks:
+            self._cache[agent] = cached
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, agent: str) -> AsyncIterator[None]:
+        """Serialise events of one agent; the lock is dropped when nobody holds or awaits it."""
+        entry = self._locks.get(agent)
+        if entry is None:
+            entry = self._locks[agent] = _AgentLock(asyncio.Lock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[agent]
+
+    def sizes(self) -> dict[str, int]:
+        """How many entries each per-agent map holds (tests assert they follow local tabs)."""
+        return {
+            "sinks": len(self._sinks),
+            "cache": len(self._cache),
+            "locks": len(self._locks),
+            "subscriptions": len(self._subscriptions),
+            "subscribing": len(self._subscribing),
+            "seen": len(self._seen),
+            "timers": len(self._timers),
+        }
 
     def local_agents(self) -> dict[str, int]:
         """Agent id -> number of tab connections on this node."""
@@ -316,6 +480,8 @@ class AgentHub:
         return [sink for sinks in self._sinks.values() for sink in sinks]
 
     async def close(self) -> None:
+        if self._gap_sync is not None:
+            self._gap_sync.cancel()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

@@ -1,30 +1,29 @@
-"""The Store: every piece of shared state, and exactly which operations are atomic.
+"""The Store: every piece of shared state, as small role interfaces with honest contracts.
 
-Each operation below is one round trip and atomic in every implementation (a Lua script in
-Redis, a plain synchronous section in memory), so a daemon that dies between two operations
-never leaves half of one behind. All keys of an agent live together (`{agent}` hash tag in
-Redis) so every atomic operation touches a single Redis Cluster slot.
+Modelled on Centrifuge, which splits its engine into a `Broker` (history and publications) and a
+`PresenceManager`: each role says exactly what it promises, so a caller never relies on more
+than an implementation gives. `Store` is all the roles together, which is what the daemon
+opens; a component that needs one role should name that role in its signature.
 
-Operations:
-- `load_agent` / `commit_agent`: the agent aggregate (see `daemon.core.state`) under
-  optimistic concurrency. `commit_agent` succeeds only if the stored version is still the
-  one the caller loaded; in the same step it appends the caller's envelopes to the agent's
-  stream, each getting the next seq, and notifies every node's subscribers. On a version
-  conflict nothing is written and the caller reloads and re-applies its event.
-- `read_stream`: entries after a position, all or nothing. `None` means the gap cannot be
-  recovered (the stream's epoch changed because it was lost, or the entries were trimmed).
-- `claim_lease` / `renew_lease` / `release_lease` / `lease_is_current`: fencing leases. A
-  claim succeeds if the lease is free or expired and hands out a fencing epoch that only
-  grows; renew and release compare holder and epoch, so a holder that was paused past its
-  lease can neither extend nor drop someone else's.
-- `journal_read` / `journal_write`: the workflow journal of one contact. A write carries the
-  writer's lease and is refused unless that lease is still current: a stale runner can't
-  record anything, and it checks `lease_is_current` before every Zendesk write.
-- `workflows_*`: the set of contacts whose workflow is not finished, scanned by every node so
-  that a contact whose node died is picked up by another.
-- `rate_acquire`: a shared limiter (GCRA) so all nodes together stay inside the Zendesk
-  account's request budget.
-- `heartbeat` / `live_nodes`: node liveness, so tabs held by a dead node count as gone.
+Common to every role: each operation is one round trip and atomic in every implementation (a
+Lua script in Redis, a synchronous section in memory), so a daemon that dies between two
+operations never leaves half of one behind. All keys of an agent live together (`{agent}` hash
+tag in Redis) so every atomic operation touches a single Redis Cluster slot. Any failure of
+the backing store to serve (unreachable, timed out, out of memory, read-only replica, failing
+to persist) raises `StoreUnavailable` *before* anything is written: the caller refuses work
+(readiness false, new tabs 1013) and retries later.
+
+Roles:
+- `AgentLog`: the agent aggregate under optimistic concurrency, its stream of envelopes, and
+  the (lossy) notification that the stream grew. See its docstring for delivery semantics.
+- `LeaseJournal`: fencing leases and the per-contact workflow journal written under them.
+- `WorkflowIndex`: the set of contacts whose workflow is not finished.
+- `RateLimiter`: one shared request budget across nodes (GCRA).
+- `Membership`: node liveness.
+
+Retention: everything of an agent (aggregate, stream, journals, fencing counters) expires after
+an idle period (24 h by default) in every implementation, as Redis keys with a TTL do. An agent
+that comes back after that starts afresh, with a new stream epoch.
 """
 
 import abc
@@ -34,7 +33,11 @@ from typing import Any
 
 
 class StoreUnavailable(Exception):
-    """The backing store cannot be reached; the caller should refuse work and retry later."""
+    """The store cannot serve now (down, full, read-only); nothing was written. Retry later."""
+
+
+class StoreMisconfigured(Exception):
+    """The store is set up so that it would lose data silently; refuse to start on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,15 @@ class StreamEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Resumed:
+    """Where an agent's stream stands, and what a reader missed since its position."""
+
+    epoch: str
+    head: int
+    missed: list[StreamEntry] | None  # None: not recoverable (new epoch or trimmed)
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     name: str  # what is leased, e.g. "runner:<contact>"
     agent: str  # whose keys it lives with
@@ -68,42 +80,93 @@ class Lease:
 
 
 StreamListener = Callable[[StreamEntry], None]
+GapListener = Callable[[], None]
 
 
 class Subscription(abc.ABC):
     @abc.abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Stop delivery to this listener; idempotent."""
 
 
-class Store(abc.ABC):
-    # -- agent aggregate and stream ------------------------------------------------------
+class AgentLog(abc.ABC):
+    """The agent aggregate, its stream, and notification of new entries.
+
+    Durability: a successful `commit_agent` has written the state and appended every envelope
+    (each with the next seq of the stream's current epoch) in one atomic step. The stream keeps
+    the most recent entries (a count cap); `read_stream` is all-or-nothing over what is kept.
+
+    Delivery: `subscribe` is a *hint*, at-most-once. Redis pub/sub drops messages when a
+    connection breaks, a node restarts, a slot moves or a client is killed; the memory store
+    loses nothing but the contract does not promise that. A listener may see an entry late, out
+    of order across nodes, twice, or never. Readers therefore track (epoch, seq), fill any gap
+    they notice with `read_stream`, and compare with `stream_head` on resubscribe (`on_gap`) and
+    periodically, which is what catches a lost *last* message: the stream is the truth, the
+    notification only saves a poll.
+    """
 
     @abc.abstractmethod
     async def load_agent(self, agent: str) -> Versioned: ...
 
     @abc.abstractmethod
     async def commit_agent(
-        self, agent: str, expected_version: int, state: bytes, envelopes: Sequence[Envelope]
+        self,
+        agent: str,
+        expected_version: int,
+        state: bytes,
+        envelopes: Sequence[Envelope],
+        *,
+        commit_id: str | None = None,
     ) -> list[StreamEntry] | None:
-        """Write the state and append the envelopes if the version still matches, else None."""
+        """Write the state and append the envelopes if the version still matches, else None.
+
+        Idempotent per `commit_id` (a fresh random id if not given): the store remembers the
+        ids of the agent's recent commits, and a commit whose id it has already applied —
+        typically the client library re-sending after the reply was lost — writes nothing and
+        returns the entries that the first attempt appended, as if it were that reply.
+        """
 
     @abc.abstractmethod
     async def stream_head(self, agent: str) -> tuple[str, int]:
         """(epoch, last seq) of the agent's stream, creating the epoch if there is none."""
 
     @abc.abstractmethod
+    async def stream_heads(self, agents: Sequence[str]) -> list[tuple[str, int] | None]:
+        """`stream_head` of many agents in as few round trips as possible, creating nothing:
+        None for an agent whose stream is gone. Used by position sync, so it must be cheap."""
+
+    @abc.abstractmethod
     async def read_stream(self, agent: str, epoch: str, after: int) -> list[StreamEntry] | None:
         """Entries with seq > after in that epoch, or None if they cannot all be returned."""
 
     @abc.abstractmethod
-    async def subscribe(self, agent: str, listener: StreamListener) -> Subscription:
-        """Call `listener` for each entry committed to the agent's stream by any node.
+    async def resume(self, agent: str, epoch: str | None, after: int) -> Resumed:
+        """`stream_head` and, if `epoch` is given, `read_stream(epoch, after)` in one step."""
 
-        Delivery is at-least-once and may be out of order across nodes: readers track seq and
-        fill gaps with `read_stream`.
-        """
+    @abc.abstractmethod
+    async def subscribe(
+        self, agent: str, listener: StreamListener, *, on_gap: GapListener | None = None
+    ) -> Subscription:
+        """Call `listener` for entries committed to the agent's stream by any node (a hint,
+        see the class docstring). Once this returns, the subscription is in place: an entry
+        committed afterwards is delivered unless the channel loses it. `on_gap` is called
+        whenever the subscription may have missed entries (it was re-established after a
+        broken connection): the caller should compare positions with `stream_head`."""
 
-    # -- leases and the workflow journal -------------------------------------------------
+    def subscriptions(self, agent: str) -> int:
+        """How many listeners this store instance holds for the agent (introspection)."""
+        return 0
+
+
+class LeaseJournal(abc.ABC):
+    """Fencing leases and the workflow journal of each contact.
+
+    A claim succeeds if the lease is free or expired and hands out a fencing epoch that only
+    grows (the counter outlives any lease); renew and release compare holder and epoch, so a
+    holder that was paused past its lease can neither extend nor drop someone else's. A journal
+    write carries the writer's lease and is refused unless that lease is still current: a stale
+    runner can't record anything.
+    """
 
     @abc.abstractmethod
     async def claim_lease(self, agent: str, name: str, holder: str, ttl: float) -> Lease | None: ...
@@ -124,6 +187,11 @@ class Store(abc.ABC):
     async def journal_write(self, lease: Lease, contact: str, step: str, result: Any) -> bool:
         """Record a step's result under a current lease; False (and nothing written) if stale."""
 
+
+class WorkflowIndex(abc.ABC):
+    """Contacts whose workflow is not finished, scanned by every node so that a contact whose
+    node died is picked up by another. Durable until `workflows_done`; no expiry."""
+
     @abc.abstractmethod
     async def workflows_add(self, agent: str, contact: str) -> None: ...
 
@@ -133,17 +201,27 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def workflows_list(self) -> list[tuple[str, str]]: ...
 
-    # -- shared rate limit, nodes, health ------------------------------------------------
+
+class RateLimiter(abc.ABC):
+    """A shared limiter (GCRA) so all nodes together stay inside an API's request budget."""
 
     @abc.abstractmethod
     async def rate_acquire(self, key: str, per_minute: int, burst: int) -> float:
         """Take one request slot; returns 0 if granted, else seconds to wait before retrying."""
+
+
+class Membership(abc.ABC):
+    """Node liveness, so tabs held by a dead node count as gone."""
 
     @abc.abstractmethod
     async def heartbeat(self, node: str, ttl: float) -> None: ...
 
     @abc.abstractmethod
     async def live_nodes(self) -> frozenset[str]: ...
+
+
+class Store(AgentLog, LeaseJournal, WorkflowIndex, RateLimiter, Membership):
+    """Every role over one backing store, plus health and lifecycle."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -3,11 +3,17 @@
 State is kept as the same serialised bytes the Redis store keeps, so no caller can come to
 rely on sharing live objects with the store. Methods never await between reading and writing,
 which is what makes each of them atomic under asyncio.
+
+Everything of one agent lives in one `_AgentRecord`, so forgetting an agent is one dict
+deletion. Records expire after `idle_ttl` without a write or a head read, as the Redis keys do
+(an agent with a live subscription or a live lease is kept: it is evidently not idle). Expiry
+is amortised: records sit in least-recently-touched order and each touch pops the expired
+ones from the front, so memory follows the agents in use, not every agent ever seen.
 """
 
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +22,9 @@ import structlog
 
 from daemon.store.base import (
     Envelope,
+    GapListener,
     Lease,
+    Resumed,
     Store,
     StreamEntry,
     StreamListener,
@@ -26,12 +34,7 @@ from daemon.store.base import (
 
 log = structlog.get_logger("switchboard.store.memory")
 
-
-@dataclass
-class _Stream:
-    epoch: str
-    seq: int = 0
-    entries: deque[StreamEntry] = field(default_factory=deque)
+RECENT_COMMITS = 16  # how many commit ids an agent remembers (the Redis store keeps as many)
 
 
 @dataclass
@@ -41,127 +44,231 @@ class _LeaseRecord:
     expires: float
 
 
+@dataclass
+class _AgentRecord:
+    epoch: str
+    touched: float
+    version: int = 0
+    state: bytes | None = None
+    seq: int = 0
+    entries: deque[StreamEntry] = field(default_factory=deque)
+    commits: OrderedDict[str, list[StreamEntry]] = field(default_factory=OrderedDict)
+    listeners: list[StreamListener] = field(default_factory=list)
+    leases: dict[str, _LeaseRecord] = field(default_factory=dict)
+    fences: dict[str, int] = field(default_factory=dict)
+    journals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 class _MemorySubscription(Subscription):
-    def __init__(self, listeners: list[StreamListener], listener: StreamListener) -> None:
-        self._listeners = listeners
-        self._listener = listener
+    def __init__(self, store: "MemoryStore", agent: str, listener: StreamListener) -> None:
+        self._store = store
+        self._agent = agent
+        self._listener: StreamListener | None = listener
 
     async def close(self) -> None:
-        if self._listener in self._listeners:
-            self._listeners.remove(self._listener)
+        if self._listener is not None:
+            self._store._unsubscribe(self._agent, self._listener)
+            self._listener = None
 
 
 class MemoryStore(Store):
     def __init__(
-        self, *, stream_max: int = 1000, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        stream_max: int = 1000,
+        idle_ttl: float = 24 * 3600,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream_max = stream_max
+        self._idle_ttl = idle_ttl
         self._clock = clock
-        self._agents: dict[str, Versioned] = {}
-        self._streams: dict[str, _Stream] = {}
-        self._listeners: dict[str, list[StreamListener]] = {}
-        self._leases: dict[tuple[str, str], _LeaseRecord] = {}
-        self._fences: dict[tuple[str, str], int] = {}
-        self._journals: dict[tuple[str, str], dict[str, Any]] = {}
+        self._agents: OrderedDict[str, _AgentRecord] = OrderedDict()
+        self._capacity = 0  # the most agents held since the map was last rebuilt
         self._workflows: set[tuple[str, str]] = set()
         self._tats: dict[str, float] = {}
         self._nodes: dict[str, float] = {}
 
+    # -- records and expiry ----------------------------------------------------------------
+
+    def _record(self, agent: str) -> _AgentRecord:
+        """The agent's record, created if missing, marked as touched now."""
+        now = self._clock()
+        self._expire(now)
+        record = self._agents.get(agent)
+        if record is None:
+            record = self._agents[agent] = _AgentRecord(epoch=secrets.token_hex(8), touched=now)
+            self._capacity = max(self._capacity, len(self._agents))
+        else:
+            record.touched = now
+            self._agents.move_to_end(agent)
+        return record
+
+    def _peek(self, agent: str) -> _AgentRecord | None:
+        """The agent's record if it exists, without touching it (reads don't keep it alive)."""
+        self._expire(self._clock())
+        return self._agents.get(agent)
+
+    def _expire(self, now: float) -> None:
+        deadline = now - self._idle_ttl
+        while self._agents:
+            agent, record = next(iter(self._agents.items()))
+            if record.touched > deadline:
+                break
+            if record.listeners or any(lease.expires > now for lease in record.leases.values()):
+                record.touched = now  # in use: not idle, whatever its last write was
+                self._agents.move_to_end(agent)
+                continue
+            del self._agents[agent]
+        if self._capacity > 1024 and len(self._agents) < self._capacity // 4:
+            # A dict never gives back its table when entries are deleted: after a crowd has
+            # come and gone, copy what is left into a table of the right size.
+            self._agents = OrderedDict(self._agents)
+            self._capacity = len(self._agents)
+
+    def sizes(self) -> dict[str, int]:
+        """How many entries each internal map holds (tests assert memory stays bounded)."""
+        return {
+            "agents": len(self._agents),
+            "workflows": len(self._workflows),
+            "rates": len(self._tats),
+            "nodes": len(self._nodes),
+        }
+
+    # -- agent log ---------------------------------------------------------------------------
+
     async def load_agent(self, agent: str) -> Versioned:
-        return self._agents.get(agent, Versioned(0, None))
+        record = self._peek(agent)
+        if record is None:
+            return Versioned(0, None)
+        return Versioned(record.version, record.state)
 
     async def commit_agent(
-        self, agent: str, expected_version: int, state: bytes, envelopes: Sequence[Envelope]
+        self,
+        agent: str,
+        expected_version: int,
+        state: bytes,
+        envelopes: Sequence[Envelope],
+        *,
+        commit_id: str | None = None,
     ) -> list[StreamEntry] | None:
-        current = self._agents.get(agent, Versioned(0, None))
-        if current.version != expected_version:
+        record = self._record(agent)
+        if commit_id is not None and commit_id in record.commits:
+            return list(record.commits[commit_id])
+        if record.version != expected_version:
             return None
-        self._agents[agent] = Versioned(current.version + 1, state)
-        stream = self._stream(agent)
+        record.version += 1
+        record.state = state
         added = []
         for envelope in envelopes:
-            stream.seq += 1
-            entry = StreamEntry(stream.epoch, stream.seq, envelope)
-            stream.entries.append(entry)
+            record.seq += 1
+            entry = StreamEntry(record.epoch, record.seq, envelope)
+            record.entries.append(entry)
             added.append(entry)
-        while len(stream.entries) > self._stream_max:
-            stream.entries.popleft()
+        while len(record.entries) > self._stream_max:
+            record.entries.popleft()
+        if commit_id is not None:
+            record.commits[commit_id] = added
+            if len(record.commits) > RECENT_COMMITS:
+                record.commits.popitem(last=False)
         for entry in added:
-            for listener in list(self._listeners.get(agent, ())):
+            for listener in list(record.listeners):
                 try:
                     listener(entry)
                 except Exception:  # the commit happened; one bad reader must not undo that
                     log.exception("stream_listener_failed", agent=agent, seq=entry.seq)
         return added
 
-    def _stream(self, agent: str) -> _Stream:
-        stream = self._streams.get(agent)
-        if stream is None:
-            stream = self._streams[agent] = _Stream(epoch=secrets.token_hex(8))
-        return stream
-
     async def stream_head(self, agent: str) -> tuple[str, int]:
-        stream = self._stream(agent)
-        return stream.epoch, stream.seq
+        record = self._record(agent)
+        return record.epoch, record.seq
+
+    async def stream_heads(self, agents: Sequence[str]) -> list[tuple[str, int] | None]:
+        heads: list[tuple[str, int] | None] = []
+        for agent in agents:
+            record = self._peek(agent)
+            heads.append(None if record is None else (record.epoch, record.seq))
+        return heads
 
     async def read_stream(self, agent: str, epoch: str, after: int) -> list[StreamEntry] | None:
-        stream = self._stream(agent)
-        if epoch != stream.epoch or after > stream.seq:
+        record = self._peek(agent)
+        if record is None or epoch != record.epoch or after < 0 or after > record.seq:
             return None
-        if after == stream.seq:
+        if after == record.seq:
             return []
-        if not stream.entries or stream.entries[0].seq > after + 1:
+        if not record.entries or record.entries[0].seq > after + 1:
             return None
-        return [e for e in stream.entries if e.seq > after]
+        return [e for e in record.entries if e.seq > after]
 
-    async def subscribe(self, agent: str, listener: StreamListener) -> Subscription:
-        listeners = self._listeners.setdefault(agent, [])
-        listeners.append(listener)
-        return _MemorySubscription(listeners, listener)
+    async def resume(self, agent: str, epoch: str | None, after: int) -> Resumed:
+        head_epoch, head = await self.stream_head(agent)
+        missed = None if epoch is None else await self.read_stream(agent, epoch, after)
+        return Resumed(head_epoch, head, missed)
+
+    async def subscribe(
+        self, agent: str, listener: StreamListener, *, on_gap: GapListener | None = None
+    ) -> Subscription:
+        """In-process delivery loses nothing, so `on_gap` is never called."""
+        self._record(agent).listeners.append(listener)
+        return _MemorySubscription(self, agent, listener)
+
+    def _unsubscribe(self, agent: str, listener: StreamListener) -> None:
+        record = self._agents.get(agent)
+        if record is not None and listener in record.listeners:
+            record.listeners.remove(listener)
+
+    def subscriptions(self, agent: str) -> int:
+        record = self._agents.get(agent)
+        return 0 if record is None else len(record.listeners)
+
+    # -- leases and the journal ---------------------------------------------------------------
 
     async def claim_lease(self, agent: str, name: str, holder: str, ttl: float) -> Lease | None:
-        key, now = (agent, name), self._clock()
-        record = self._leases.get(key)
-        if record is not None and record.expires > now and record.holder != holder:
+        record, now = self._record(agent), self._clock()
+        lease = record.leases.get(name)
+        if lease is not None and lease.expires > now and lease.holder != holder:
             return None
-        if record is not None and record.expires > now:
-            record.expires = now + ttl  # the same holder claiming again keeps its epoch
-            return Lease(name, agent, holder, record.epoch)
-        epoch = self._fences.get(key, 0) + 1
-        self._fences[key] = epoch
-        self._leases[key] = _LeaseRecord(holder, epoch, now + ttl)
+        if lease is not None and lease.expires > now:
+            lease.expires = now + ttl  # the same holder claiming again keeps its epoch
+            return Lease(name, agent, holder, lease.epoch)
+        epoch = record.fences.get(name, 0) + 1
+        record.fences[name] = epoch
+        record.leases[name] = _LeaseRecord(holder, epoch, now + ttl)
         return Lease(name, agent, holder, epoch)
 
     def _current(self, lease: Lease) -> _LeaseRecord | None:
-        record = self._leases.get((lease.agent, lease.name))
-        if record is None or record.expires <= self._clock():
+        record = self._peek(lease.agent)
+        held = None if record is None else record.leases.get(lease.name)
+        if held is None or held.expires <= self._clock():
             return None
-        if record.holder != lease.holder or record.epoch != lease.epoch:
+        if held.holder != lease.holder or held.epoch != lease.epoch:
             return None
-        return record
+        return held
 
     async def renew_lease(self, lease: Lease, ttl: float) -> bool:
-        record = self._current(lease)
-        if record is None:
+        held = self._current(lease)
+        if held is None:
             return False
-        record.expires = self._clock() + ttl
+        held.expires = self._clock() + ttl
         return True
 
     async def release_lease(self, lease: Lease) -> None:
         if self._current(lease) is not None:
-            del self._leases[(lease.agent, lease.name)]
+            del self._record(lease.agent).leases[lease.name]
 
     async def lease_is_current(self, lease: Lease) -> bool:
         return self._current(lease) is not None
 
     async def journal_read(self, agent: str, contact: str) -> dict[str, Any]:
-        return dict(self._journals.get((agent, contact), {}))
+        record = self._peek(agent)
+        return {} if record is None else dict(record.journals.get(contact, {}))
 
     async def journal_write(self, lease: Lease, contact: str, step: str, result: Any) -> bool:
         if self._current(lease) is None:
             return False
-        self._journals.setdefault((lease.agent, contact), {})[step] = result
+        self._record(lease.agent).journals.setdefault(contact, {})[step] = result
         return True
+
+    # -- workflow index, rate limit, membership ---------------------------------------------
 
     async def workflows_add(self, agent: str, contact: str) -> None:
         self._workflows.add((agent, contact))
@@ -173,8 +280,14 @@ class MemoryStore(Store):
         return sorted(self._workflows)
 
     async def rate_acquire(self, key: str, per_minute: int, burst: int) -> float:
-        """GCRA: one theoretical arrival time per key, the same algorithm as the Lua script."""
+        """GCRA: one theoretical arrival time per key, the same algorithm as the Lua script.
+
+        A key whose arrival time has passed holds no information (it would be reset to now),
+        so it is dropped, as the Redis key expires.
+        """
         now, interval = self._clock(), 60.0 / per_minute
+        for stale in [k for k, tat in self._tats.items() if tat <= now and k != key]:
+            del self._tats[stale]
         tat = max(self._tats.get(key, now), now)
         allow_at = tat - interval * burst
         if now < allow_at:
@@ -183,7 +296,10 @@ class MemoryStore(Store):
         return 0.0
 
     async def heartbeat(self, node: str, ttl: float) -> None:
-        self._nodes[node] = self._clock() + ttl
+        now = self._clock()
+        for gone in [n for n, until in self._nodes.items() if until <= now]:
+            del self._nodes[gone]
+        self._nodes[node] = now + ttl
 
     async def live_nodes(self) -> frozenset[str]:
         now = self._clock()
@@ -193,4 +309,5 @@ class MemoryStore(Store):
         return None
 
     async def close(self) -> None:
-        self._listeners.clear()
+        for record in self._agents.values():
+            record.listeners.clear()

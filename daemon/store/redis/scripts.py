@@ -1,0 +1,226 @@
+"""Every Lua script of the Redis store, in one place so the atomic steps can be read together.
+
+Conventions: KEYS are always of one agent (one slot) unless the script is about a global key;
+numbers that must not be truncated to integers come back as strings; `false` from Lua is a nil
+reply (None in Python).
+
+Out of memory: a script's first write command is refused with OOM when Redis is over
+`maxmemory`, and a refused first write means nothing was written; every script that writes does
+so only after all its checks, so a refusal never leaves half a commit behind.
+"""
+
+# Read the stream epoch, creating it (and dropping any orphan stream entries) if it is gone.
+_EPOCH = """
+local function epoch_of(meta, stream, candidate)
+  local epoch = redis.call('HGET', meta, 'e')
+  if not epoch then
+    epoch = candidate
+    redis.call('DEL', stream)
+    redis.call('HSET', meta, 'e', epoch, 's', 0)
+  end
+  return epoch
+end
+"""
+
+# Entries after a position, all or nothing: false unless the epoch matches and entry after+1 is
+# still in the stream.
+_READ = """
+local function read_after(meta, stream, epoch, after)
+  local m = redis.call('HMGET', meta, 'e', 's')
+  if not m[1] or m[1] ~= epoch then
+    return false
+  end
+  local last = tonumber(m[2])
+  after = tonumber(after)
+  if after < 0 or after > last then
+    return false
+  end
+  if after == last then
+    return {}
+  end
+  local start = string.format('%d-0', after + 1)
+  local entries = redis.call('XRANGE', stream, start, '+')
+  if #entries == 0 or entries[1][1] ~= start then
+    return false
+  end
+  return entries
+end
+"""
+
+RECENT_COMMITS = 16  # commit ids remembered per agent, to recognise a re-sent commit
+
+# KEYS: state, meta, stream, commits
+# ARGV: expected version, blob, epoch candidate, stream max, idle ttl s, publish cmd, channel,
+#       commit id, envelope...
+# Returns "<epoch>:<first seq>" (first = 0 when there are no envelopes), or nil on a version
+# conflict. A commit id already in the agent's recent commits is a re-sent commit (redis-py
+# retries EVALSHA when a reply is lost): it writes nothing and answers what the first did.
+COMMIT = (
+    _EPOCH
+    + """
+local tag = ARGV[8] .. '|'
+local recent = redis.call('LRANGE', KEYS[4], 0, -1)
+for i = 1, #recent do
+  if string.sub(recent[i], 1, #tag) == tag then
+    return string.sub(recent[i], #tag + 1)
+  end
+end
+local version = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if version ~= tonumber(ARGV[1]) then
+  return false
+end
+redis.call('HSET', KEYS[1], 'v', version + 1, 'b', ARGV[2])
+local epoch = epoch_of(KEYS[2], KEYS[3], ARGV[3])
+local n = #ARGV - 8
+local first = 0
+if n > 0 then
+  local last = redis.call('HINCRBY', KEYS[2], 's', n)
+  first = last - n + 1
+  local publication = {epoch, first}
+  for i = 1, n do
+    local data = ARGV[8 + i]
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], (first + i - 1) .. '-0', 'd', data)
+    publication[2 + i] = data
+  end
+  redis.call(ARGV[6], ARGV[7], cmsgpack.pack(publication))
+end
+local result = epoch .. ':' .. first
+redis.call('LPUSH', KEYS[4], tag .. result)
+redis.call('LTRIM', KEYS[4], 0, """
+    + str(RECENT_COMMITS - 1)
+    + """)
+for i = 1, 4 do
+  redis.call('EXPIRE', KEYS[i], ARGV[5])
+end
+return result
+"""
+)
+
+# KEYS: meta, stream   ARGV: epoch candidate, idle ttl s
+HEAD = (
+    _EPOCH
+    + """
+local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {epoch, tonumber(redis.call('HGET', KEYS[1], 's'))}
+"""
+)
+
+# KEYS: meta of several agents (a single server only: on a cluster they span slots)
+# Returns {epoch or '', last seq} per key, creating nothing: position sync's batched read.
+HEADS = """
+local heads = {}
+for i = 1, #KEYS do
+  local m = redis.call('HMGET', KEYS[i], 'e', 's')
+  heads[i] = {m[1] or '', m[2] or '0'}
+end
+return heads
+"""
+
+# KEYS: meta, stream   ARGV: epoch, after
+READ = (
+    _READ
+    + """
+return read_after(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+"""
+)
+
+# KEYS: meta, stream   ARGV: epoch candidate, idle ttl s, resume epoch ('' for none), after
+# Returns {epoch, head, entries-or-nil}: what a reconnecting tab needs, in one round trip.
+RESUME = (
+    _EPOCH
+    + _READ
+    + """
+local epoch = epoch_of(KEYS[1], KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local head = tonumber(redis.call('HGET', KEYS[1], 's'))
+local missed = false
+if ARGV[3] ~= '' then
+  missed = read_after(KEYS[1], KEYS[2], ARGV[3], ARGV[4])
+end
+return {epoch, head, missed}
+"""
+)
+
+# KEYS: lease, fence   ARGV: holder, ttl ms, fence ttl s
+# Returns the epoch, or nil if someone else holds a live lease. The fence counter outlives any
+# lease by far (idle TTL vs lease TTL), so epochs only grow while anyone can still hold a lease.
+CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local sep = string.find(current, ':', 1, true)
+  if string.sub(current, sep + 1) ~= ARGV[1] then
+    return false
+  end
+  redis.call('SET', KEYS[1], current, 'PX', ARGV[2])
+  return tonumber(string.sub(current, 1, sep - 1))
+end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[1], epoch .. ':' .. ARGV[1], 'PX', ARGV[2])
+return epoch
+"""
+
+# KEYS: lease   ARGV: expected value, ttl ms
+RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: lease   ARGV: expected value
+RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS: lease, journal   ARGV: expected lease value, step, result, idle ttl s
+JOURNAL = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+# KEYS: rate key   ARGV: emission interval ms, burst
+# GCRA on the server's clock, so nodes with skewed clocks share one budget. The same algorithm
+# as MemoryStore.rate_acquire. Returns the wait in ms as a string ("0" = granted).
+RATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then
+  tat = now
+end
+local allow_at = tat - interval * tonumber(ARGV[2])
+if now < allow_at then
+  return tostring(allow_at - now)
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+return '0'
+"""
+
+# KEYS: nodes   ARGV: node, ttl ms
+HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return 1
+"""
+
+# KEYS: nodes
+LIVE_NODES = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+"""
