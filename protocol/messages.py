@@ -8,7 +8,7 @@ from browsers we do not control; server messages are trusted.
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from protocol.errors import ErrorCode
 
@@ -18,7 +18,10 @@ Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:
 ShortText = Annotated[str, Field(max_length=1024)]
 AttributeValue = Annotated[str, Field(max_length=4096)]
 
-ContactType = Literal["voice", "chat", "task"]
+# Streams' contact types. An email is neither a call nor a chat: Zendesk's own email channel
+# owns its ticket, so the workflow leaves it alone (as a task). Streams' `queue_callback` is
+# accepted on the wire and read as what it is for the workflow: a voice call with is_callback.
+ContactType = Literal["voice", "chat", "task", "email"]
 Direction = Literal["inbound", "outbound"]
 # Amazon Connect Streams' contact events, lower-cased (onIncoming -> "incoming", ...).
 ContactEventName = Literal[
@@ -75,6 +78,13 @@ class ContactSnapshot(_Inbound):
     # Results of Contact Lens / speech analysis, carried on the ended event.
     analysis: Annotated[dict[Literal["transcript", "comprehend", "sentiment"], str], Field()] = {}
     occurred_at: float | None = None  # the tab's clock; informative only
+
+    @model_validator(mode="before")
+    @classmethod
+    def _callback_is_a_call(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") == "queue_callback":
+            return {**data, "type": "voice", "is_callback": True}
+        return data
 
 
 # ---- tab -> daemon -------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def details(
     with_call_parties: bool,
 ) -> str:
     """The "Amazon Connect Contact Details" note added when the contact connects."""
-    kind = {"voice": "call", "chat": "chat", "task": "task"}[contact.type]
+    kind = {"voice": "call", "chat": "chat", "task": "task", "email": "email"}[contact.type]
     lines = [DETAILS_TITLE, f"Direction: {contact.direction.capitalize()} {kind}"]
     lines.append(f"Contact ID: {contact.contact_id}")
     if contact.initial_contact_id and contact.initial_contact_id != contact.contact_id:

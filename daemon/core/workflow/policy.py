@@ -234,7 +234,7 @@ class _Planner:
 
     def run(self) -> None:
         c, s = self.c, self.s
-        if c.refused is not None or c.monitoring or c.type == "task":
+        if c.refused is not None or c.monitoring or c.type in ("task", "email"):
             return
         self.report_warnings()
         if c.finished and not self.connected:
