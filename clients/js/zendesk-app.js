@@ -33,8 +33,9 @@ import { ZendeskHost, RecordingHost, bindHost } from './zendesk-host.js';
  * @property {boolean} mediaLess
  */
 
-/** Refresh when this share of the token's life is left. */
-const REFRESH_AT = 0.3;
+/** Refresh when this share of the token's life is left (the daemon's whole-second `iat`
+ *  can make a token up to a second shorter than its nominal lifetime). */
+const REFRESH_AT = 0.5;
 const RETRY_MS = 5000;
 
 /**
