@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     # The Zendesk app (clients/zendesk-app): its pages are public, so they get their own
     # listener, served only once Zendesk's key for the app is configured. See
     # daemon/server/zendesk_app.py.
-    app_port: int = 8767
+    app_port: int = 8768
     zendesk_app_public_key: str | None = None  # PEM; Zendesk signs the app's first request
     zendesk_app_installation_id: int | None = None  # the installation the tokens are for
     app_token_ttl_seconds: int = 600  # the app page's tab token; the page refreshes it

@@ -30,6 +30,7 @@ import html
 import json
 import secrets
 import time
+import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,3 +342,45 @@ def _page_headers(account: AppAccount) -> Callable[..., Awaitable[web.StreamResp
         return response
 
     return headers
+
+
+# -- the installable package --------------------------------------------------------------------
+
+PACKAGE = ROOT / "clients" / "zendesk-app"
+PACKAGE_FILES = (  # besides manifest.json, which is written with the app's address
+    "translations/en.json",
+    "assets/logo.png",
+    "assets/logo-small.png",
+    "assets/icon_top_bar.svg",
+)
+URL_PLACEHOLDER = "{{switchboard_url}}"
+
+
+def build_package(out: Path, switchboard_url: str) -> Path:
+    """Write the zip an administrator uploads (Admin Center → Apps → Upload private app).
+
+    Zendesk reads a server-side app's location URL before any app setting exists, so the
+    address of Switchboard's app listener is written into the manifest here. Nothing else
+    goes in: the pages, their scripts and the Streams library are served by the daemon.
+    """
+    url = switchboard_url.rstrip("/")
+    parts = urlsplit(url)
+    secure = parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1")
+    )
+    if not secure or not parts.hostname or parts.path or parts.query:
+        raise ValueError(
+            f"{switchboard_url!r}: give the https:// address (no path) at which agents' "
+            "browsers reach Switchboard's app listener (SWITCHBOARD_APP_PORT)"
+        )
+    manifest = json.loads((PACKAGE / "manifest.json").read_text())
+    for location in manifest["location"].values():
+        for spec in location.values():
+            spec["url"] = spec["url"].replace(URL_PLACEHOLDER, url)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"switchboard-zendesk-app-{manifest['version']}.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
+        for name in PACKAGE_FILES:
+            archive.write(PACKAGE / name, name)
+    return target
