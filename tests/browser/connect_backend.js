@@ -1,6 +1,8 @@
 // Amazon Connect's side for tests/browser/test_streams_app.py: agent snapshots enter the real
 // Streams library through its event bus, its API calls reach connect.core.client (this back
-// end). A state set with enqueueNextState during a contact is queued, as Connect does.
+// end). A state set with enqueueNextState during a contact is queued, as Connect does. A chat's
+// media controller (Streams hands it over from amazon-connect-chatjs, which needs AWS) is a
+// session holding the transcript: `ccp.say(contactId, item)` is the customer typing.
 (() => {
   const STATES = [
     { name: 'Available', type: 'routable', agentStateARN: 'arn:state/available' },
@@ -49,6 +51,19 @@
       },
     };
   }
+  const chats = new Map();
+  connect.core.mediaFactory = {
+    get(connection) {
+      const id = connection.contactId || connection.getContactId();
+      if (!chats.has(id)) chats.set(id, { transcript: [], handlers: [] });
+      const chat = chats.get(id);
+      return Promise.resolve({
+        onMessage(fn) { chat.handlers.push(fn); },
+        getTranscript() { return Promise.resolve({ data: { Transcript: [...chat.transcript] } }); },
+      });
+    },
+    destroy() {},
+  };
   function push() { connect.core.getEventBus().trigger(connect.AgentEvents.UPDATE, agentData()); }
   connect.core.client = {
     call(method, params, callbacks) {
@@ -77,6 +92,12 @@
         snapshot.nextState = null;
       }
       push();
+    },
+    say(id, item) {
+      if (!chats.has(id)) chats.set(id, { transcript: [], handlers: [] });
+      const chat = chats.get(id);
+      chat.transcript.push(item);
+      chat.handlers.forEach((fn) => fn({ data: item }));
     },
     state() { return { state: snapshot.state.name, type: snapshot.state.type, next: snapshot.nextState && snapshot.nextState.name }; },
   };

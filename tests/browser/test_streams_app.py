@@ -22,7 +22,7 @@ import pytest
 
 from tests.browser.pages import eventually, get_json, settle
 from tests.daemons import ORIGIN
-from tests.processes import ROOT, DaemonProcess, SandboxProcess
+from tests.processes import ROOT, DaemonProcess, SandboxProcess, http_json
 from tests.redis_servers import free_port
 from tests.zaf import INSTALLATION_ID, key_pair, zaf_token
 
@@ -362,3 +362,75 @@ def test_the_media_gate_withdraws_its_queued_state_when_the_media_ccp_is_ready_m
     final = settle(lambda: page.evaluate("ccp.state()"))
     assert final == {"state": "Available", "type": "routable", "next": None}, final
     assert acc.agent_view(agent)["media"]["ready"] is True
+
+
+def test_a_chat_keeps_its_transcript_on_the_customers_ticket(
+    context: "BrowserContext", account: ZendeskAccount
+) -> None:
+    page, _ = signed_in(context, account, "Ada Chat")
+    users = http_json(
+        "POST",
+        f"{account.sandbox.url}/__sandbox/users",
+        {
+            "users": [
+                {"name": "Charles Babbage", "email": "charles@example.com", "role": "end-user"}
+            ]
+        },
+    )
+    customer = int(users["users"][0]["id"])
+    line = {"Type": "MESSAGE", "ContentType": "text/plain", "AbsoluteTime": "2026-01-01T10:00:00Z"}
+    page.evaluate(
+        "([id, item]) => ccp.say(id, item)",
+        ["chat-1", {**line, "Id": "m1", "ParticipantRole": "CUSTOMER", "DisplayName": "Charles",
+                    "Content": "My order has not arrived"}],
+    )  # fmt: skip
+    call(
+        page, "chat-1", type="chat", state="connecting", attributes={"zendesk_user": str(customer)}
+    )
+    call(page, "chat-1", state="connected")
+    tickets = eventually(lambda: account.tickets_for("chat-1"), what="the chat's ticket")
+    assert tickets[0]["requester_id"] == customer
+    page.evaluate(
+        "([id, item]) => ccp.say(id, item)",
+        ["chat-1", {**line, "Id": "m2", "ParticipantRole": "AGENT", "DisplayName": "Ada",
+                    "Content": "Let me look into it"}],
+    )  # fmt: skip
+    call(page, "chat-1", state="ended")
+    page.evaluate("ccp.remove('chat-1')")
+    ended_in_order(page, "chat-1")
+
+    def transcript() -> str:
+        comments = account.tickets_for("chat-1")[0].get("comments", [])
+        return "\n".join(str(c.get("body") or c.get("html_body") or "") for c in comments)
+
+    text = eventually(
+        lambda: (t := transcript()) and "Let me look into it" in t and t, what="the transcript"
+    )
+    assert "My order has not arrived" in text
+    assert len(settle(lambda: account.tickets_for("chat-1"))) == 1
+
+
+def test_a_transferred_call_joins_the_first_contacts_ticket(
+    context: "BrowserContext", account: ZendeskAccount
+) -> None:
+    page, _ = signed_in(context, account, "Ada Transfer")
+    call(page, "xfer-1", type="voice", state="connected", number="+447700900006")
+    ticket = eventually(lambda: account.tickets_for("xfer-1"), what="the first ticket")[0]
+    call(page, "xfer-1", state="ended")
+    page.evaluate("ccp.remove('xfer-1')")
+    ended_in_order(page, "xfer-1")
+    target = {"target": "ticket", "id": ticket["id"]}
+    before = settle(lambda: zendesk_shown(page)["routes"]).count(target)
+    # the same customer transferred back to this agent: a new contact, same initial contact
+    call(page, "xfer-2", initial="xfer-1", type="voice", state="incoming", number="+447700900006")
+    call(page, "xfer-2", state="connected")
+    view = eventually(
+        lambda: (v := contact_view(page, "xfer-2")) and v.get("ticket_id") and v,
+        what="the transfer's ticket",
+    )
+    assert view["ticket_id"] == ticket["id"]
+    assert view["initial_contact_id"] == "xfer-1"
+    eventually(
+        lambda: zendesk_shown(page)["routes"].count(target) > before, what="the ticket popped again"
+    )
+    assert settle(lambda: account.tickets_for("xfer-2")) == []
