@@ -8,6 +8,10 @@
  * see: pops and notices (owner only, once each, by `bindHost`), and each invalid-attribute
  * warning of a contact the tab owns, once.
  *
+ * What the agent has open in Zendesk comes from the app's sidebar instances (`startSidebar`, in
+ * the ticket and user sidebars): each tells the top-bar instance `switchboard.viewing` when it is
+ * shown, so `attachToCurrent` and `createTicket` act on the ticket or user on screen.
+ *
  * The tab token the page was served with is short-lived; `TokenKeeper` exchanges it for a
  * fresh one before it expires (and before any reconnect with an expired one), for as long as
  * the daemon's maximum session age allows.
@@ -154,6 +158,54 @@ export function showContactWarnings(client, host) {
   });
 }
 
+/** The ZAF event a sidebar instance sends the top-bar instance. */
+export const VIEWING_EVENT = 'switchboard.viewing';
+
+/** @param {any} v @returns {number|null} */
+function positive(v) {
+  const n = Number(v);
+  return Number.isInteger(n) && n > 0 ? n : null;
+}
+
+/**
+ * The one unfinished contact this tab owns, if there is exactly one.
+ * @param {SwitchboardClient} client
+ * @returns {string|null}
+ */
+function soleContact(client) {
+  const open = client.owned().filter((/** @type {any} */ c) => c.state !== 'destroyed');
+  return open.length === 1 ? open[0].contact_id : null;
+}
+
+/**
+ * The app in a ticket or user sidebar: tells the top-bar instance what the agent has open,
+ * whenever this sidebar is shown (ZAF `app.activated`).
+ * @param {any} zaf a ZAF client
+ */
+export async function startSidebar(zaf) {
+  const tell = async () => {
+    const context = await zaf.context();
+    /** @type {{ticketId: number|null, userId: number|null}} */
+    let viewing;
+    if (context.location === 'ticket_sidebar') {
+      const data = await zaf.get(['ticket.id', 'ticket.requester.id']);
+      viewing = { ticketId: positive(data['ticket.id']), userId: positive(data['ticket.requester.id']) };
+    } else {
+      const data = await zaf.get('user.id');
+      viewing = { ticketId: null, userId: positive(data['user.id']) };
+    }
+    const { instances } = await zaf.get('instances');
+    for (const [guid, instance] of Object.entries(instances || {})) {
+      if (/** @type {any} */ (instance).location === 'top_bar') zaf.instance(guid).trigger(VIEWING_EVENT, viewing);
+    }
+    return viewing;
+  };
+  zaf.on('app.activated', () => {
+    tell().catch(() => {});
+  });
+  return tell();
+}
+
 /** @param {AppConfig} config @param {any} connect @param {HTMLElement|null} container @param {boolean} softphone */
 function initCcp(config, connect, container, softphone) {
   if (!container || !connect || !connect.core || typeof connect.core.initCCP !== 'function') return;
@@ -201,7 +253,13 @@ export function startApp(config, env = {}) {
   initCcp(config, connect, env.container || null, !config.mediaLess);
   const adapter = new StreamsAdapter({ connect, client }).start();
   const gate = new MediaGate({ connect }).start().attach(client);
+  /** @type {{ticketId: number|null, userId: number|null}} what the agent has open in Zendesk */
+  const viewing = { ticketId: null, userId: null };
   if (zaf) {
+    zaf.on(VIEWING_EVENT, (/** @type {any} */ v) => {
+      viewing.ticketId = positive(v && v.ticketId);
+      viewing.userId = positive(v && v.userId);
+    });
     // Zendesk Talk Partner Edition click-to-dial: dial through Streams and tell the adapter
     // which Zendesk record the next outbound call belongs to.
     zaf.on('voice.dialout', (/** @type {any} */ e) => {
@@ -224,9 +282,26 @@ export function startApp(config, env = {}) {
     (env.openMedia || ((/** @type {string} */ u) => globalThis.open(u, 'switchboard-media')))(url);
     return url;
   };
+  /**
+   * An owner command on the contact this tab is handling (the given one, else the only
+   * unfinished contact it owns), for what the agent has open in Zendesk.
+   * @param {'attach_to_current'|'create_ticket'} name
+   * @param {string} [contactId]
+   */
+  const onScreen = (name, contactId) => {
+    const id = contactId || soleContact(client);
+    if (!id) throw new Error('no contact of yours to attach: pick one');
+    if (name === 'attach_to_current') {
+      if (!viewing.ticketId) throw new Error('open the ticket to attach the contact to');
+      return client.command(name, id, { ticket_id: viewing.ticketId });
+    }
+    return client.command(name, id, viewing.userId ? { user_id: viewing.userId } : {});
+  };
+  const attachToCurrent = (/** @type {string|undefined} */ contactId) => onScreen('attach_to_current', contactId);
+  const createTicket = (/** @type {string|undefined} */ contactId) => onScreen('create_ticket', contactId);
   tokens.start();
   client.start();
-  return { client, host, adapter, gate, tokens, zaf, connect, openMedia };
+  return { client, host, adapter, gate, tokens, zaf, connect, openMedia, viewing, attachToCurrent, createTicket };
 }
 
 /**

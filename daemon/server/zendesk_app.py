@@ -237,8 +237,9 @@ def _bearer(request: web.Request) -> str:
 def create_app_pages(
     settings: Settings, secret: str, ws_port: Callable[[], int]
 ) -> web.Application:
-    """The public app: `POST /zendesk/app`, `POST /zendesk/token`, `POST /zendesk/media-link`,
-    `GET /zendesk/media`, and the scripts those pages load."""
+    """The public app: `POST /zendesk/app` (top bar), `POST /zendesk/sidebar` (ticket and user
+    sidebars), `POST /zendesk/token`, `POST /zendesk/media-link`, `GET /zendesk/media`, and the
+    scripts those pages load."""
     account = AppAccount.from_settings(settings)
 
     def ws_url(request: web.Request) -> str:
@@ -250,17 +251,30 @@ def create_app_pages(
     pages = AppPages(settings, account, secret, ws_url, MediaLinks(secret))
     app = web.Application(middlewares=[_page_headers(account)])
 
-    async def login(request: web.Request) -> web.Response:
+    async def signed(request: web.Request) -> ZendeskLogin:
+        """The Zendesk user who signed this location's first request (the form's `token`)."""
         form = await request.post()
         token = form.get("token")
+        if not isinstance(token, str) or not token:
+            raise LoginRefused("the request carries no Zendesk sign-in (is signedUrls on?)")
+        return verify_zendesk_token(account, token)
+
+    async def login(request: web.Request) -> web.Response:
         try:
-            if not isinstance(token, str) or not token:
-                raise LoginRefused("the request carries no Zendesk sign-in (is signedUrls on?)")
-            who = verify_zendesk_token(account, token)
+            who = await signed(request)
         except LoginRefused as e:
             return render("refused.html", None, status=401, reason=str(e))
         config = pages.page_config(request, who.agent_id, who.user_id, int(time.time()))
         return render("app.html", config)
+
+    async def sidebar(request: web.Request) -> web.Response:
+        """The ticket and user sidebars only tell the top bar what is on screen, but they are
+        signed like every location of the app, and checked the same way."""
+        try:
+            await signed(request)
+        except LoginRefused as e:
+            return render("refused.html", None, status=401, reason=str(e))
+        return render("sidebar.html", None)
 
     def session_of(request: web.Request) -> tuple[str, int | None, int]:
         try:
@@ -321,6 +335,7 @@ def create_app_pages(
         return web.FileResponse(JS / name)
 
     app.router.add_post("/zendesk/app", login)
+    app.router.add_post("/zendesk/sidebar", sidebar)
     app.router.add_post("/zendesk/token", refresh)
     app.router.add_post("/zendesk/media-link", media_link)
     app.router.add_get("/zendesk/media", media)

@@ -120,7 +120,9 @@ def offline_world(context: "BrowserContext") -> None:
     context.route(f"{CONNECT_INSTANCE}/**", connect_site)
 
 
-def open_app(context: "BrowserContext", acc: ZendeskAccount, token: str) -> "Page":
+def open_app(
+    context: "BrowserContext", acc: ZendeskAccount, token: str, location: str = "app"
+) -> "Page":
     """What Zendesk does when the agent opens the app: POST the signed token to the app URL."""
     offline_world(context)
     page = context.new_page()
@@ -134,9 +136,9 @@ def open_app(context: "BrowserContext", acc: ZendeskAccount, token: str) -> "Pag
           document.body.appendChild(form);
           form.submit();
         }""",
-        [f"{acc.app}/zendesk/app?origin={ORIGIN}&app_guid=guid-1", token],
+        [f"{acc.app}/zendesk/{location}?origin={ORIGIN}&app_guid=guid-1", token],
     )
-    page.wait_for_url("**/zendesk/app**")
+    page.wait_for_url(f"**/zendesk/{location}**")
     return page
 
 
@@ -434,3 +436,71 @@ def test_a_transferred_call_joins_the_first_contacts_ticket(
         lambda: zendesk_shown(page)["routes"].count(target) > before, what="the ticket popped again"
     )
     assert settle(lambda: account.tickets_for("xfer-2")) == []
+
+
+def test_the_agent_attaches_a_contact_to_the_ticket_open_in_zendesk(
+    context: "BrowserContext", account: ZendeskAccount
+) -> None:
+    page, _ = signed_in(context, account, "Ada Attach")
+    call(page, "first-1", type="voice", state="connected", number="+447700900007")
+    ticket = eventually(lambda: account.tickets_for("first-1"), what="a ticket to attach to")[0]
+    # the agent handles the next call by hand, with that ticket open in Zendesk
+    call(
+        page,
+        "attach-1",
+        type="voice",
+        state="connected",
+        number="+447700900008",
+        attributes={"ticket_assignment": "agent"},
+    )
+    eventually(lambda: page.evaluate("sb.client.isOwner('attach-1')"), what="the tab owns it")
+    page.evaluate("id => ccp.remove(id)", "first-1")
+    page.evaluate("t => zaf.fire('switchboard.viewing', {ticketId: t, userId: null})", ticket["id"])
+    page.click("#attach")
+    view = eventually(
+        lambda: (v := contact_view(page, "attach-1")) and v.get("ticket_id") and v,
+        what="the contact attached",
+    )
+    assert view["ticket_id"] == ticket["id"]
+    assert settle(lambda: account.tickets_for("attach-1")) == []
+
+
+def test_without_an_open_ticket_attach_says_what_to_do(
+    context: "BrowserContext", account: ZendeskAccount
+) -> None:
+    page, _ = signed_in(context, account, "Ada Nothing Open")
+    call(page, "none-1", type="voice", state="connected", number="+447700900009",
+         attributes={"ticket_assignment": "agent"})  # fmt: skip
+    eventually(lambda: page.evaluate("sb.client.isOwner('none-1')"), what="the tab owns it")
+    page.click("#attach")
+    notices = eventually(lambda: zendesk_shown(page)["notices"], what="a notice")
+    assert any("open the ticket" in n["text"] for n in notices), notices
+
+
+def test_the_sidebars_tell_the_top_bar_what_is_open(
+    context: "BrowserContext", account: ZendeskAccount
+) -> None:
+    user_id = account.sandbox.seed_agent("Ada Sidebar")
+    context.add_init_script(
+        """window.zendeskSays = {
+          context: { location: 'ticket_sidebar' },
+          data: { 'ticket.id': 321, 'ticket.requester.id': 654, instances: {
+            'top-guid': { location: 'top_bar' }, 'side-guid': { location: 'ticket_sidebar' } } },
+        };"""
+    )
+    page = open_app(context, account, zaf_token(account.sandbox.url, user_id), location="sidebar")
+    triggered = eventually(lambda: page.evaluate("zaf.triggered"), what="a message to the top bar")
+    assert triggered == [
+        {
+            "guid": "top-guid",
+            "name": "switchboard.viewing",
+            "data": {"ticketId": 321, "userId": 654},
+        }
+    ]
+    forged = open_app(
+        context,
+        account,
+        zaf_token(account.sandbox.url, user_id, key="attacker"),
+        location="sidebar",
+    )
+    assert "could not sign you in" in forged.locator("h1").inner_text()

@@ -78,7 +78,9 @@ def test_the_zip_holds_exactly_the_app_files(package: zipfile.ZipFile) -> None:
     assert package.read("assets/icon_top_bar.svg").startswith(b"<svg")
 
 
-def test_the_manifest_is_a_signed_server_side_top_bar_app(package: zipfile.ZipFile) -> None:
+def test_the_manifest_is_a_signed_server_side_app_in_the_top_bar_and_sidebars(
+    package: zipfile.ZipFile,
+) -> None:
     manifest = read_json(package, "manifest.json")
     assert manifest["frameworkVersion"] == "2.0"
     assert manifest["signedUrls"] is True
@@ -88,6 +90,9 @@ def test_the_manifest_is_a_signed_server_side_top_bar_app(package: zipfile.ZipFi
     top_bar = manifest["location"]["support"]["top_bar"]
     assert top_bar["url"] == f"{URL}/zendesk/app"  # the daemon serves the page
     assert set(manifest["location"]) == {"support"}
+    # the sidebars tell the top bar which ticket or user is open (attach to current, create)
+    for where in ("ticket_sidebar", "user_sidebar"):
+        assert manifest["location"]["support"][where]["url"] == f"{URL}/zendesk/sidebar"
 
 
 def test_every_app_setting_of_the_guide_is_a_translated_parameter(
