@@ -504,3 +504,21 @@ def test_the_sidebars_tell_the_top_bar_what_is_open(
         location="sidebar",
     )
     assert "could not sign you in" in forged.locator("h1").inner_text()
+
+
+def test_a_second_concurrent_chat_is_announced_in_zendesk_once(
+    context: "BrowserContext", account: ZendeskAccount
+) -> None:
+    page, _ = signed_in(context, account, "Ada Two Chats")
+    call(page, "chat-a", type="chat", state="connected", attributes={"customer_name": "Al"})
+    eventually(lambda: contact_view(page, "chat-a"), what="the first chat")
+    call(page, "chat-b", type="chat", state="incoming", attributes={"customer_name": "Bo"})
+    call(page, "chat-b", state="connected")  # more events of the refused chat: no new notice
+
+    def second_chat() -> list[dict[str, Any]]:
+        notices: list[dict[str, Any]] = zendesk_shown(page)["notices"]
+        return [n for n in notices if "Only one chat at a time" in n["text"]]
+
+    eventually(second_chat, what="the second-chat notice")
+    assert len(settle(second_chat)) == 1
+    assert settle(lambda: account.tickets_for("chat-b")) == []
