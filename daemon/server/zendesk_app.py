@@ -56,6 +56,7 @@ CLIENT_MODULES = frozenset(
 LEEWAY_SECONDS = 30
 MEDIA_LINK_SECONDS = 60
 MEDIA_PURPOSE = "switchboard.media-link"
+MAX_OPEN_LINKS = 10_000  # redeemed links remembered until they expire
 
 
 class LoginRefused(Exception):
@@ -172,6 +173,8 @@ class MediaLinks:
             raise LoginRefused(f"the media CCP link is not valid ({e})") from e
         now = time.time()
         self.used = {k: v for k, v in self.used.items() if v > now}
+        if len(self.used) >= MAX_OPEN_LINKS:  # a minute's worth: only a flood gets here
+            raise LoginRefused("too many media CCP links at once: try again in a minute")
         if claims["jti"] in self.used:
             raise LoginRefused("the media CCP link was already used: open it again from Zendesk")
         self.used[claims["jti"]] = float(claims["exp"])
