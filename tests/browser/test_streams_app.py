@@ -193,13 +193,13 @@ def call(page: "Page", contact_id: str, **spec: Any) -> None:
 def test_a_signed_login_connects_and_the_tab_outlives_its_first_token(
     context: "BrowserContext", account_with: Callable[..., ZendeskAccount]
 ) -> None:
-    acc = account_with(app_token_ttl_seconds=4)
+    acc = account_with(app_token_ttl_seconds=6)
     page, agent = signed_in(context, acc, "Grace Hopper")
     first = page.evaluate("sb.tokens.token")
     eventually(lambda: page.evaluate("sb.tokens.token") != first, what="a refreshed token")
     # wait until the first token has expired, then drop the connection: the reconnect must
     # use a live token, not the one the page was served with
-    page.wait_for_timeout(4500)
+    page.wait_for_timeout(6500)
     page.evaluate("sb.client._ws.close(4000, 'test: dropped')")
     eventually(lambda: page.evaluate("sb.client.state") == "open", what="the tab back online")
     tabs = acc.agent_view(agent)["tabs"]
