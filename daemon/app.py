@@ -112,7 +112,13 @@ class Daemon:
         self.http_port = self._ops.addresses[0][1]
         if s.zendesk_app_public_key is not None:
             self._app_pages = web.AppRunner(
-                create_app_pages(s, self.secret, lambda: self.ws_port), access_log=None
+                create_app_pages(
+                    s,
+                    self.secret,
+                    lambda: self.ws_port,
+                    lambda: self.zendesk.app_settings().instance_url,
+                ),
+                access_log=None,
             )
             await self._app_pages.setup()
             await web.TCPSite(self._app_pages, s.host, s.app_port).start()

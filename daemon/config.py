@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     app_token_ttl_seconds: int = 600  # the app page's tab token; the page refreshes it
     app_session_max_seconds: int = 12 * 3600  # refreshes stop: the agent reopens Zendesk
     public_ws_url: str | None = None  # what agents' browsers dial; default: this host, ws_port
+    app_settings_refresh_seconds: float = 60.0  # re-read the installation's app settings
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal

@@ -188,6 +188,7 @@ class AppPages:
     secret: str
     ws_url: Callable[[web.Request], str]
     links: MediaLinks
+    instance_url: Callable[[], str]  # the app settings in force (installation or variable)
 
     def tab_token(self, agent_id: str, zendesk_user_id: int | None, started: int) -> str:
         return mint_token(
@@ -211,7 +212,7 @@ class AppPages:
             "tokenTtlSeconds": s.app_token_ttl_seconds,
             "refreshUrl": "/zendesk/token",
             "mediaLinkUrl": "/zendesk/media-link",
-            "connectInstanceUrl": s.connect_instance_url,
+            "connectInstanceUrl": self.instance_url(),
             "mediaLess": s.media_less,
         }
 
@@ -238,7 +239,10 @@ def _bearer(request: web.Request) -> str:
 
 
 def create_app_pages(
-    settings: Settings, secret: str, ws_port: Callable[[], int]
+    settings: Settings,
+    secret: str,
+    ws_port: Callable[[], int],
+    instance_url: Callable[[], str],
 ) -> web.Application:
     """The public app: `POST /zendesk/app` (top bar), `POST /zendesk/sidebar` (ticket and user
     sidebars), `POST /zendesk/token`, `POST /zendesk/media-link`, `GET /zendesk/media`, and the
@@ -251,7 +255,14 @@ def create_app_pages(
         scheme = "wss" if request.secure else "ws"
         return f"{scheme}://{request.url.host}:{ws_port()}/ws"
 
-    pages = AppPages(settings, account, secret, ws_url, MediaLinks(secret))
+    pages = AppPages(
+        settings,
+        account,
+        secret,
+        ws_url,
+        MediaLinks(secret),
+        instance_url,
+    )
     app = web.Application(middlewares=[_page_headers(account)])
 
     async def signed(request: web.Request) -> ZendeskLogin:
