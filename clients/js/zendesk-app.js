@@ -218,21 +218,19 @@ function initCcp(config, connect, container, softphone) {
 }
 
 /**
+ * The Streams `connect` global and the page's token keeper.
  * @param {AppConfig} config
- * @param {{connect?: any, ZAFClient?: any, container?: HTMLElement|null, fetch?: typeof fetch}} [env]
+ * @param {{connect?: any, fetch?: typeof fetch}} env
  */
 function common(config, env) {
-  const g = /** @type {any} */ (globalThis);
-  const connect = env.connect || g.connect;
-  const zafApi = env.ZAFClient || g.ZAFClient;
-  const zaf = zafApi ? zafApi.init() : null;
+  const connect = env.connect || /** @type {any} */ (globalThis).connect;
   const tokens = new TokenKeeper({
     token: config.token,
     ttlSeconds: config.tokenTtlSeconds,
     refreshUrl: config.refreshUrl,
     fetch: env.fetch,
   });
-  return { connect, zaf, tokens };
+  return { connect, tokens };
 }
 
 /**
@@ -242,7 +240,9 @@ function common(config, env) {
  *   openMedia?: (url: string) => void}} [env]
  */
 export function startApp(config, env = {}) {
-  const { connect, zaf, tokens } = common(config, env);
+  const { connect, tokens } = common(config, env);
+  const zafApi = env.ZAFClient || /** @type {any} */ (globalThis).ZAFClient;
+  const zaf = zafApi ? zafApi.init() : null;
   const client = new SwitchboardClient({ url: config.wsUrl, tokenProvider: () => tokens.fresh() });
   const host = zaf ? new ZendeskHost(zaf) : new RecordingHost();
   bindHost(client, host);
@@ -311,7 +311,7 @@ export function startApp(config, env = {}) {
  * @param {{connect?: any, container?: HTMLElement|null, fetch?: typeof fetch}} [env]
  */
 export function startMediaPage(config, env = {}) {
-  const { connect, tokens } = common(config, { ...env, ZAFClient: null });
+  const { connect, tokens } = common(config, env);
   initCcp(config, connect, env.container || null, true);
   const media = new MediaCcp({ clientOptions: { url: config.wsUrl, tokenProvider: () => tokens.fresh() }, connect });
   tokens.start();
