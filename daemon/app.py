@@ -22,6 +22,7 @@ from daemon.server.hub import SYNC_SECONDS, AgentHub
 from daemon.server.metrics import Metrics
 from daemon.server.ops import Demo, create_ops_app
 from daemon.server.ws import start_ws_server
+from daemon.server.zendesk_app import create_app_pages
 from daemon.store.base import Store, StoreUnavailable
 from daemon.store.factory import open_store
 from daemon.store.instrumented import instrumented
@@ -51,6 +52,8 @@ class Daemon:
         self.http_port = 0
         self._ws: Server | None = None
         self._ops: web.AppRunner | None = None
+        self.app_port = 0  # the Zendesk app's public pages; 0: not served
+        self._app_pages: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -117,6 +120,19 @@ class Daemon:
         site = web.TCPSite(self._ops, s.host, s.http_port)
         await site.start()
         self.http_port = self._ops.addresses[0][1]
+        if s.zendesk_app_public_key is not None:
+            self._app_pages = web.AppRunner(
+                create_app_pages(
+                    s,
+                    self.secret,
+                    lambda: self.ws_port,
+                    lambda: self.zendesk.app_settings().instance_url,
+                ),
+                access_log=None,
+            )
+            await self._app_pages.setup()
+            await web.TCPSite(self._app_pages, s.host, s.app_port).start()
+            self.app_port = self._app_pages.addresses[0][1]
         interval = max(0.2, s.node_ttl_seconds / 3)
         self._tasks = [
             asyncio.create_task(self._every(interval, self._check_store)),
@@ -131,6 +147,7 @@ class Daemon:
             ws=f"ws://{s.host}:{self.ws_port}/ws",
             ops=ops,
             demo=f"{ops}/demo" if demo else None,
+            zendesk_app=f"http://{s.host}:{self.app_port}/zendesk/app" if self.app_port else None,
             store="redis" if s.redis_url else "memory",
             zendesk=self.zendesk.description,
         )
@@ -211,6 +228,8 @@ class Daemon:
             await self._ws.wait_closed()
         if self._ops is not None:
             await self._ops.cleanup()
+        if self._app_pages is not None:
+            await self._app_pages.cleanup()
         await self.workflows.close()
         await self.hub.close()
         await self.zendesk.close()

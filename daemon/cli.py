@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -103,6 +104,15 @@ def _connect_sandbox(args: argparse.Namespace) -> None:
     _run(run_connect_sandbox(args.host, args.port))
 
 
+def _build_zendesk_app(args: argparse.Namespace) -> None:
+    from daemon.server.zendesk_app import build_package
+
+    try:
+        print(build_package(Path(args.out), args.url))
+    except ValueError as e:
+        raise SystemExit(f"switchboard zendesk-app build: {e}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -153,6 +163,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     connect.add_argument("--host", default="127.0.0.1")
     connect.add_argument("--port", type=int, default=8768)
     connect.set_defaults(func=_connect_sandbox)
+
+    app = commands.add_parser("zendesk-app", help="the Zendesk app package")
+    app_commands = app.add_subparsers(dest="app_command", required=True)
+    build = app_commands.add_parser("build", help="build the zip to upload to Zendesk")
+    build.add_argument("--out", required=True, help="directory to write the zip to")
+    build.add_argument(
+        "--url", required=True, help="https:// address of Switchboard's app listener"
+    )
+    build.set_defaults(func=_build_zendesk_app)
 
     args = parser.parse_args(argv)
     args.func(args)

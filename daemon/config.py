@@ -117,6 +117,17 @@ class Settings(BaseSettings):
     talk_partner_edition: bool = True
     pop_via: Literal["tab", "zendesk"] = "tab"  # zendesk: Talk Partner display, tab fallback
 
+    # The Zendesk app (clients/zendesk-app): its pages are public, so they get their own
+    # listener, served only once Zendesk's key for the app is configured. See
+    # daemon/server/zendesk_app.py.
+    app_port: int = 8768
+    zendesk_app_public_key: str | None = None  # PEM; Zendesk signs the app's first request
+    zendesk_app_installation_id: int | None = None  # the installation the tokens are for
+    app_token_ttl_seconds: int = 600  # the app page's tab token; the page refreshes it
+    app_session_max_seconds: int = 12 * 3600  # refreshes stop: the agent reopens Zendesk
+    public_ws_url: str | None = None  # what agents' browsers dial; default: this host, ws_port
+    app_settings_refresh_seconds: float = 60.0  # re-read the installation's app settings
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal
 
@@ -164,6 +175,11 @@ class Settings(BaseSettings):
         size = len(self.secret.get_secret_value().encode())
         if size < MIN_SECRET_BYTES:
             return f"SWITCHBOARD_SECRET is {size} bytes: use at least {MIN_SECRET_BYTES}"
+        if (self.zendesk_app_public_key is None) != (self.zendesk_app_installation_id is None):
+            return (
+                "the Zendesk app needs both SWITCHBOARD_ZENDESK_APP_PUBLIC_KEY and "
+                "SWITCHBOARD_ZENDESK_APP_INSTALLATION_ID (Admin Center → Apps → the app's page)"
+            )
         if not self.allowed_origins:
             return (
                 "SWITCHBOARD_ALLOWED_ORIGINS is empty: list the Zendesk origins tabs come from, "

@@ -8,7 +8,7 @@ from browsers we do not control; server messages are trusted.
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from protocol.errors import ErrorCode, ProtocolError
 
@@ -38,7 +38,10 @@ Timestamp = Annotated[float, Field(ge=0, le=LATEST_TIMESTAMP, allow_inf_nan=Fals
 EARLIEST_PLAUSIBLE = 946_684_800.0  # 2000-01-01T00:00:00Z
 FUTURE_SKEW_SECONDS = 86_400.0
 
-ContactType = Literal["voice", "chat", "task"]
+# Streams' contact types. An email is neither a call nor a chat: Zendesk's own email channel
+# owns its ticket, so the workflow leaves it alone (as a task). Streams' `queue_callback` is
+# accepted on the wire and read as what it is for the workflow: a voice call with is_callback.
+ContactType = Literal["voice", "chat", "task", "email"]
 Direction = Literal["inbound", "outbound"]
 # Amazon Connect Streams' contact events, lower-cased (onIncoming -> "incoming", ...).
 ContactEventName = Literal[
@@ -95,6 +98,13 @@ class ContactSnapshot(_Inbound):
     # Results of Contact Lens / speech analysis, carried on the ended event.
     analysis: dict[Literal["transcript", "comprehend", "sentiment"], AnalysisText] = {}
     occurred_at: Timestamp | None = None  # the tab's clock; informative only
+
+    @model_validator(mode="before")
+    @classmethod
+    def _callback_is_a_call(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") == "queue_callback":
+            return {**data, "type": "voice", "is_callback": True}
+        return data
 
 
 # ---- tab -> daemon -------------------------------------------------------------------------

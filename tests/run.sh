@@ -23,5 +23,6 @@ switchboard_venv "test,fast"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+(cd clients/js && npm ci --silent --no-audit --no-fund)
 (cd clients/js && node --test)
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -43,7 +43,7 @@ export const DEFAULT_AGENT_STATES = Object.freeze([
  * @typedef {object} FakeContactData
  * @property {string} contactId
  * @property {string} [initialContactId]
- * @property {'voice'|'chat'|'task'|'queue_callback'} [type='voice']
+ * @property {'voice'|'chat'|'task'|'email'|'queue_callback'} [type='voice']
  * @property {boolean} [inbound=true]
  * @property {string} [queue]
  * @property {string} [phoneNumber] the customer's number

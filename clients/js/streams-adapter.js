@@ -6,9 +6,23 @@
  * ContactSnapshot built from the contact's getters; chat lines are reported as
  * `chat_message`. Every tab reports everything: the daemon deduplicates.
  *
+ * What the real library does, and the adapter relies on (amazon-connect-streams 2.x, driven
+ * in tests/browser/test_streams_*.py):
+ * - contact types are voice, queue_callback, chat, task and email: each is reported as it is;
+ * - `connect.contact(cb)` announces contacts that appear after the subscription only: the
+ *   adapter also tracks the agent snapshot's contacts (`agent.getContacts()`), so a CCP that
+ *   starts while a contact is in progress reports it;
+ * - a removed contact is handed over as a `ContactSnapshot` whose `isInbound()` throws: the
+ *   direction is the one of the contact's first snapshot, never re-derived;
+ * - ACW fires before ENDED: the adapter reports `ended` first (once) so the daemon always sees
+ *   ended → acw → destroyed; a task can be `paused` (still the agent's contact).
+ *
  * `MediaGate` applies the daemon's media-less gate to the agent: with gate `block` and the
  * media CCP not ready it sets the agent to a not-routable state, and puts back the routable
- * state it replaced once the media CCP is ready.
+ * state it replaced once the media CCP is ready. During a contact Streams queues the state
+ * (`enqueueNextState`): `getState()` is unchanged and `getNextState()` holds it; the gate
+ * treats a queued state as set, and withdraws its own queued state when the media CCP is ready
+ * before the contact ends.
  *
  * Both take the `connect` global or any object of the same shape (`contact(cb)`, `agent(cb)`),
  * e.g. `fake-connect.js`.
@@ -38,7 +52,11 @@ const STATUS_EVENT = Object.freeze({
   rejected: 'missed',
   ended: 'ended',
   error: 'ended',
+  paused: 'connected',
 });
+
+/** Streams contact types, reported as they are (anything else is a voice contact). */
+const CONTACT_TYPES = new Set(['voice', 'queue_callback', 'chat', 'task', 'email']);
 
 const MAX_ATTRIBUTES = 200;
 const MAX_VALUE = 4096;
@@ -153,7 +171,7 @@ export function contactSnapshot(contact, context = {}) {
   if (!contactId) return null;
   const rawType = String(tryGet(() => contact.getType(), 'voice')).toLowerCase();
   const isCallback = rawType === 'queue_callback';
-  const type = rawType === 'chat' || rawType === 'task' ? rawType : 'voice';
+  const type = CONTACT_TYPES.has(rawType) ? rawType : 'voice';
   const inbound = tryGet(() => contact.isInbound(), true);
   const queue = tryGet(() => contact.getQueue());
   const customer = customerConnection(contact);
@@ -235,8 +253,11 @@ export class StreamsAdapter {
     /** @type {Map<string, Record<string, any>>} last good snapshot per contact (Streams
      *  getters throw once a contact is destroyed, so `destroyed` reuses it) */
     this._last = new Map();
-    /** @type {WeakSet<object>} contact objects already subscribed */
-    this._subscribed = new WeakSet();
+    /** @type {Set<string>} contacts already subscribed (Streams hands out a new object per
+     *  event, so they are told apart by id) */
+    this._subscribed = new Set();
+    /** @type {Set<string>} contacts whose `ended` was reported */
+    this._ended = new Set();
     /** @type {Set<string>} chat contacts whose transcript is followed */
     this._chats = new Set();
     /** @type {{kind: 'user'|'ticket', id: number}|null} */
@@ -244,8 +265,14 @@ export class StreamsAdapter {
   }
 
   start() {
-    if (typeof this.connect.agent === 'function') this.connect.agent((agent) => { this.agent = agent; });
-    this.connect.contact((contact) => this.track(contact));
+    this.connect.contact((/** @type {any} */ contact) => this.track(contact));
+    if (typeof this.connect.agent === 'function') {
+      this.connect.agent((/** @type {any} */ agent) => {
+        this.agent = agent;
+        // contacts that were there before this adapter started (a late or reloaded CCP)
+        for (const contact of tryGet(() => agent.getContacts(), []) || []) this.track(contact);
+      });
+    }
     return this;
   }
 
@@ -263,8 +290,9 @@ export class StreamsAdapter {
    * @param {any} contact
    */
   track(contact) {
-    if (!contact || this._subscribed.has(contact)) return;
-    this._subscribed.add(contact);
+    const id = contact ? toId(tryGet(() => contact.getContactId())) : undefined;
+    if (!id || this._subscribed.has(id)) return;
+    this._subscribed.add(id);
     for (const [method, event] of STREAMS_EVENTS) {
       if (typeof contact[method] === 'function') {
         contact[method]((c) => this.report(event, c && typeof c.getContactId === 'function' ? c : contact));
@@ -300,6 +328,13 @@ export class StreamsAdapter {
       snap = previous ? { ...previous, occurred_at: this.now() / 1000 } : null;
     }
     if (!snap) return;
+    // Streams throws from a removed contact's isInbound(): the first snapshot's direction holds
+    if (previous) snap.direction = previous.direction;
+    if (event === 'acw' && !this._ended.has(snap.contact_id)) this.report('ended', contact);
+    if (event === 'ended') {
+      if (this._ended.has(snap.contact_id)) return;
+      this._ended.add(snap.contact_id);
+    }
     if (!previous && snap.direction === 'outbound' && this._clickToDial) {
       snap.click_to_dial = this._clickToDial;
       this._clickToDial = null;
@@ -311,6 +346,8 @@ export class StreamsAdapter {
     if (event === 'destroyed') {
       this._last.delete(snap.contact_id);
       this._chats.delete(snap.contact_id);
+      this._ended.delete(snap.contact_id);
+      this._subscribed.delete(snap.contact_id);
     }
   }
 
@@ -396,8 +433,11 @@ export class MediaGate {
     const agent = this.agent;
     if (!agent) return;
     const current = tryGet(() => agent.getState());
+    // a queued state (Streams' enqueueNextState during a contact) is the state to come
+    const next = tryGet(() => agent.getNextState(), null);
     if (MediaGate.blocks(media)) {
       if (!current || current.type !== 'routable') return;
+      if (next && next.type !== 'routable') return; // already on its way out of routing
       const target = this._notRoutable(agent);
       if (!target) return;
       this.forced = { from: current, to: target };
@@ -406,7 +446,10 @@ export class MediaGate {
     } else if (this.forced) {
       const { from, to } = this.forced;
       this.forced = null;
-      if (current && current.name === to.name) {
+      // in the gate's state, or still queued for it: put back (setting the current routable
+      // state also withdraws the queued one); another state chosen meanwhile is left alone
+      const mine = (current && current.name === to.name) || (next && next.name === to.name);
+      if (mine) {
         this._set(agent, from);
         if (this.onChange) this.onChange(false, from);
       }

@@ -93,7 +93,7 @@ const MAX_PENDING_COMMANDS = 50;
  * @typedef {object} ContactView  the daemon's view of a contact (protocol ContactView)
  * @property {string} contact_id
  * @property {string} [initial_contact_id]
- * @property {'voice'|'chat'|'task'} type
+ * @property {'voice'|'chat'|'task'|'email'} type
  * @property {'inbound'|'outbound'} direction
  * @property {string} state  the furthest Streams event seen (incoming … destroyed)
  * @property {string} [customer_endpoint]

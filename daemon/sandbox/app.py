@@ -9,6 +9,7 @@ from aiohttp import web
 
 from daemon.sandbox import (
     admin,
+    api_apps,
     api_oauth,
     api_search,
     api_tickets,
@@ -35,7 +36,8 @@ def create_app(
     """
     app = web.Application(middlewares=[record, zendesk_errors, api_gate])
     app[SANDBOX_KEY] = Sandbox(config, clock)
-    for module in (api_users, api_tickets, api_voice, api_search, api_uploads, api_oauth, admin):
+    modules = (api_users, api_tickets, api_voice, api_search, api_uploads, api_oauth, api_apps)
+    for module in (*modules, admin):
         module.setup(app.router)
     return app
 

@@ -57,6 +57,8 @@ class Sandbox:
         self.tickets: dict[int, TicketRecord] = {}
         self.uploads: dict[str, list[AttachmentRecord]] = {}
         self.pops: list[PopRecord] = []
+        #: app installations (the Apps API): id -> installation as Zendesk renders it
+        self.installations: dict[int, dict[str, Any]] = {}
         self.idempotency = IdempotencyStore()
         self.index = SearchIndex()
         self.faults = FaultInjector()
@@ -77,6 +79,7 @@ class Sandbox:
         self.tickets.clear()
         self.uploads.clear()
         self.pops.clear()
+        self.installations.clear()
         self.idempotency.clear()
         self.index.clear()
         self.faults.clear()

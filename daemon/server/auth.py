@@ -22,6 +22,7 @@ class AgentIdentity:
     agent_id: str
     zendesk_user_id: int | None = None
     name: str | None = None
+    session_started: int | None = None  # `auth_time`: when the agent logged in (Zendesk app)
 
 
 def mint_token(
@@ -31,6 +32,7 @@ def mint_token(
     ttl_seconds: int = 12 * 3600,
     zendesk_user_id: int | None = None,
     name: str | None = None,
+    session_started: int | None = None,
     now: float | None = None,
 ) -> str:
     issued = int(now if now is not None else time.time())
@@ -44,6 +46,8 @@ def mint_token(
         claims["zd"] = zendesk_user_id
     if name is not None:
         claims["name"] = name
+    if session_started is not None:
+        claims["auth_time"] = session_started
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -65,8 +69,10 @@ def verify_token(secret: str, token: str) -> AgentIdentity:
         raise TokenRefused("token names no agent")
     zd = claims.get("zd")
     name = claims.get("name")
+    started = claims.get("auth_time")
     return AgentIdentity(
         agent_id=agent,
         zendesk_user_id=zd if isinstance(zd, int) else None,
         name=name if isinstance(name, str) else None,
+        session_started=started if isinstance(started, int) else None,
     )

@@ -353,6 +353,14 @@ class ZendeskClient:
                 return items
             query["page"] = page[0]
 
+    # ------------------------------------------------------------------ apps
+
+    async def app_installation_settings(self, installation_id: int) -> dict[str, Any]:
+        """The settings an administrator saved for an app installation (Apps API)."""
+        resp = await self._get("/api/v2/apps/installations/{id}", path={"id": installation_id})
+        settings = resp.body.get("settings") if isinstance(resp.body, dict) else None
+        return dict(settings) if isinstance(settings, dict) else {}
+
     # ------------------------------------------------------------------ users
 
     async def me(self) -> User:

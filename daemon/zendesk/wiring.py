@@ -1,12 +1,15 @@
 """Builds the Zendesk side of a node: the account (real or the embedded sandbox), the client,
 the shared rate limiter, and the glue the workflow runner needs from the hub."""
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
+from pydantic import ValidationError
 
 from daemon.config import Settings
 from daemon.core.events import WorkflowReported
@@ -20,6 +23,7 @@ from daemon.server.metrics import Metrics
 from daemon.store.base import Lease, Store
 from daemon.zendesk.client import PLAN_LIMITS, ApiTokenAuth, Auth, OAuthAuth, ZendeskClient
 from daemon.zendesk.limiter import SharedRateLimiter
+from daemon.zendesk.retry import ZendeskError
 from daemon.zendesk.runner import RunnerDeps, RunResult, run_contact
 
 log = structlog.get_logger("switchboard.zendesk")
@@ -34,18 +38,52 @@ class ZendeskSide:
     agent_user_id: Callable[[str], int | None]
     close: Callable[[], Awaitable[None]]
     deps: RunnerDeps  # the runner's timings (tests shorten them; they are not settings)
+    app_settings: Callable[[], AppSettings]  # as the workflow uses them now
 
 
-def app_settings(s: Settings) -> AppSettings:
-    return AppSettings(
-        instance_url=s.connect_instance_url,
-        country_prefix=s.default_country_prefix or "",
-        default_dialed_number=s.default_dialed_number,
-        ticket_attribute=s.ticket_attribute,
-        recent_ticket_timeout=s.recent_ticket_minutes,
-        ctr_time_zone=s.ctr_timezone,
-        talk_partner=s.talk_partner_edition,
-    )
+#: The app's settings in Zendesk (clients/zendesk-app/manifest.json parameters) -> the
+#: SWITCHBOARD_* setting that overrides it and the AppSettings field it sets.
+INSTALLATION_SETTINGS = {
+    "connect_instance_url": ("connect_instance_url", "instance_url"),
+    "recent_ticket_minutes": ("recent_ticket_minutes", "recent_ticket_timeout"),
+    "default_dialed_number": ("default_dialed_number", "default_dialed_number"),
+    "ticket_attribute": ("ticket_attribute", "ticket_attribute"),
+}
+
+
+def app_settings(s: Settings, installation: Mapping[str, Any] | None = None) -> AppSettings:
+    """The account's app settings: a SWITCHBOARD_* variable that is set wins, then the app
+    installation's setting in Zendesk, then the default (contact attributes override all
+    three, contact by contact, in the workflow policy). Raises ValidationError on a value
+    the workflow cannot use."""
+    values: dict[str, Any] = {
+        "instance_url": s.connect_instance_url,
+        "country_prefix": s.default_country_prefix or "",
+        "default_dialed_number": s.default_dialed_number,
+        "ticket_attribute": s.ticket_attribute,
+        "recent_ticket_timeout": s.recent_ticket_minutes,
+        "ctr_time_zone": s.ctr_timezone,
+        "talk_partner": s.talk_partner_edition,
+    }
+    for name, (variable, field) in INSTALLATION_SETTINGS.items():
+        value = (installation or {}).get(name)
+        if variable not in s.model_fields_set and value not in (None, ""):
+            values[field] = value
+    return AppSettings.model_validate(values)
+
+
+async def follow_installation(
+    s: Settings, client: ZendeskClient, installation_id: int, apply: Callable[[AppSettings], None]
+) -> None:
+    """Re-read the installation's settings every `app_settings_refresh_seconds`, so that an
+    administrator's change applies to the next contact without a restart. A failed read or an
+    unusable value keeps the settings in force (and says so in the log)."""
+    while True:
+        try:
+            apply(app_settings(s, await client.app_installation_settings(installation_id)))
+        except (ZendeskError, ValidationError) as e:
+            log.warning("app_settings_unavailable", installation=installation_id, error=str(e))
+        await asyncio.sleep(s.app_settings_refresh_seconds)
 
 
 def _auth(s: Settings) -> Auth:
@@ -135,12 +173,27 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         landing_seconds=s.workflow_landing_seconds,
     )
 
+    def apply(settings: AppSettings) -> None:
+        if settings != deps.settings:
+            log.info("app_settings_updated", settings=settings.model_dump(mode="json"))
+            deps.settings = settings
+
+    follower = (
+        asyncio.create_task(follow_installation(s, client, s.zendesk_app_installation_id, apply))
+        if s.zendesk_url is not None and s.zendesk_app_installation_id is not None
+        else None
+    )
+
     async def run(agent: str, contact_id: str, lease: Lease) -> RunResult:
         result = await run_contact(deps, agent, contact_id, lease)
         metrics.workflow_runs.labels(result=result.reason).inc()
         return result
 
     async def close() -> None:
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         await client.close()
         if sandbox_runner is not None:
             await sandbox_runner.cleanup()
@@ -153,4 +206,5 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         agent_user_id=agent_user_id,
         close=close,
         deps=deps,
+        app_settings=lambda: deps.settings,
     )

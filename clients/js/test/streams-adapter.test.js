@@ -76,7 +76,7 @@ test('outbound, queue callback, chat and monitoring contacts', () => {
   assert.equal(by.out.contact.direction, 'outbound');
   assert.equal(by.out.event, 'connecting');
   assert.deepEqual(by.out.contact.click_to_dial, { kind: 'user', id: 42 });
-  assert.equal(by.cb.contact.type, 'voice');
+  assert.equal(by.cb.contact.type, 'queue_callback');
   assert.equal(by.cb.contact.is_callback, true);
   assert.equal(by.cb.contact.click_to_dial, undefined, 'click to dial applies to the next outbound only');
   assert.equal(by.chat.contact.type, 'chat');

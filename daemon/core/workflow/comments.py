@@ -80,7 +80,7 @@ def details(
     `transferred_from`: the agent whose contact this one was transferred from, when the
     workflow followed that link to another agent's ticket (recorded here for all to see).
     """
-    kind = {"voice": "call", "chat": "chat", "task": "task"}[contact.type]
+    kind = {"voice": "call", "chat": "chat", "task": "task", "email": "email"}[contact.type]
     lines = [DETAILS_TITLE, f"Direction: {contact.direction.capitalize()} {kind}"]
     lines.append(f"Contact ID: {contact.contact_id}")
     if contact.initial_contact_id and contact.initial_contact_id != contact.contact_id:

@@ -301,7 +301,7 @@ class _Planner:
     def started(self) -> bool:
         """Rules 1-3: whether the contact gets a workflow and it has begun (else `wait`)."""
         c = self.c
-        if c.refused is not None or c.monitoring or c.type == "task":
+        if c.refused is not None or c.monitoring or c.type in ("task", "email"):
             return False
         self.report_warnings()
         if c.finished and not self.connected:
