@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -102,6 +103,7 @@ class Daemon:
             asyncio.create_task(self._every(1.0, self.hub.sweep)),
             asyncio.create_task(self._every(s.workflow_scan_seconds, self.workflows.scan)),
         ]
+        gc.freeze()  # start-up objects live forever: keep them out of every collection
         log.info(
             "serving",
             node=s.node_id,

@@ -61,7 +61,7 @@ def create_ops_app(
             {
                 "agent": agent,
                 "version": version,
-                "tabs": [t.model_dump(mode="json") for t in state.tabs.values()],
+                "tabs": [t.to_dict() for t in state.tabs.values()],
                 "contacts": [
                     contact_view(c).model_dump(mode="json") for c in state.contacts.values()
                 ],
