@@ -6,6 +6,7 @@ before any Zendesk write; injected 500s, timeouts and dropped answers; and the n
 Zendesk requests per contact on the three common paths (printed, bounded).
 """
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -156,15 +157,14 @@ async def test_recent_ticket_is_reused(rig: Rig) -> None:
     assert (await rig.run(contact())).done
     again = contact(contact_id="c-2", attributes={"recent_ticket_timeout": "15"})
     # the sandbox clock says the first ticket was updated now; the contact arrives then too
-    again = again.model_copy(
-        update={
-            "created_at": rig.sandbox.now(),
-            "event_times": {
-                "incoming": rig.sandbox.now(),
-                "connected": rig.sandbox.now() + 1,
-                "ended": rig.sandbox.now() + 30,
-            },
-        }
+    again = dataclasses.replace(
+        again,
+        created_at=rig.sandbox.now(),
+        event_times={
+            "incoming": rig.sandbox.now(),
+            "connected": rig.sandbox.now() + 1,
+            "ended": rig.sandbox.now() + 30,
+        },
     )
     assert (await rig.run(again)).done
     assert len(rig.tickets()) == 1 and voice_comments(rig) == 2
