@@ -27,6 +27,7 @@ from daemon.core.events import AgentEvent, Context, Rules, TabClosed, Tick
 from daemon.core.state import AgentState
 from daemon.server.metrics import Metrics
 from daemon.store.base import Envelope, Store, StreamEntry, Subscription
+from protocol.errors import ErrorCode
 from protocol.messages import Notify
 
 log = structlog.get_logger("switchboard.hub")
@@ -37,6 +38,15 @@ YIELD_EVERY = 200  # agents handled between two yields to the event loop
 # long after it is seen, so a burst of remote events costs one re-read per agent.
 REMOTE_REFRESH_SECONDS = 0.5
 TICK_RETRY_SECONDS = 1.0  # a tick that failed (store down) is tried again after this
+BOUND_CODES = frozenset(
+    {
+        ErrorCode.TOO_MANY_CONTACTS,
+        ErrorCode.TOO_MANY_TABS,
+        ErrorCode.TOO_MANY_ATTRIBUTES,
+        ErrorCode.TOO_MANY_CHAT_LINES,
+        ErrorCode.STATE_TOO_LARGE,
+    }
+)
 
 
 class StoreContention(Exception):
@@ -201,6 +211,8 @@ class AgentHub:
                         fresh = True
                         continue
                 if outcome.refusal is not None:
+                    if outcome.refusal.code in BOUND_CODES:
+                        self.metrics.bound_refusals.labels(bound=outcome.refusal.code.value).inc()
                     return outcome
                 if not outcome.changed:
                     self._schedule_tick(agent, state)  # a tick may have fired a bit early
@@ -219,14 +231,14 @@ class AgentHub:
                     )
                     for p in publishes
                 ]
-                entries = await self.store.commit_agent(
-                    agent, version, outcome.state.to_bytes(), envelopes
-                )
+                blob = outcome.state.to_bytes()
+                entries = await self.store.commit_agent(agent, version, blob, envelopes)
                 if entries is None:
                     self.metrics.conflicts.inc()
                     fresh = True
                     continue
                 last = entries[-1] if entries else None
+                self.metrics.state_bytes.observe(len(blob))
                 self._remember(
                     agent,
                     _Cached(

@@ -2,6 +2,8 @@
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+STATE_BYTES = (1e3, 1e4, 1e5, 1e6, 4e6, 1.6e7)  # buckets up to four times the default bound
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -47,6 +49,12 @@ class Metrics:
         )
         self.workflow_failures = Counter(
             "switchboard_workflow_failures_total", "Workflow runs stopped by an error", registry=r
+        )
+        self.bound_refusals = Counter(
+            "switchboard_bound_refusals_total", "Events refused by a bound", ["bound"], registry=r
+        )
+        self.state_bytes = Histogram(
+            "switchboard_state_bytes", "Committed agent state size", buckets=STATE_BYTES, registry=r
         )
         self.event_seconds = Histogram(
             "switchboard_event_seconds", "Time to apply and commit one agent event", registry=r
