@@ -506,6 +506,16 @@ class AgentMachine(RuleBasedStateMachine):
         assert len(connected_ids) == len(set(connected_ids)), "two live pages share a tab id"
 
     @invariant()
+    def indexes_and_encoding_agree_with_a_rebuild(self) -> None:
+        """What the core keeps incrementally equals what a decode computes from scratch."""
+        rebuilt = AgentState.from_bytes(self.state.to_bytes())
+        assert rebuilt == self.state
+        assert list(rebuilt.open_ids) == list(self.state.open_ids)
+        assert dict(rebuilt.finish_order) == dict(self.state.finish_order)
+        assert dict(rebuilt.owned) == dict(self.state.owned)
+        assert rebuilt.contact_bytes == self.state.contact_bytes
+
+    @invariant()
     def next_deadline_is_when_time_alone_changes_the_agent(self) -> None:
         if self.last is None:
             return
