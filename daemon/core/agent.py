@@ -36,7 +36,6 @@ from daemon.core.state import (
     FILLED_FIELDS,
     FINISHED_EVENTS,
     REPORTED_FIELDS,
-    VIEW_FIELDS,
     AgentCommand,
     AgentState,
     ChatLine,
@@ -72,6 +71,16 @@ def _with(mapping: Mapping[Any, Any] | None, key: Any, value: Any) -> dict[Any, 
     return new
 
 
+def _due(queue: Mapping[str, float], wait: float, now: float) -> list[str]:
+    """The keys at the head of a time-ordered queue that have waited `wait` by `now`."""
+    due = []
+    for key, at in queue.items():
+        if at + wait > now:
+            break
+        due.append(key)
+    return due
+
+
 class _Change:
     """One event's work: reads fall through to the input state, writes copy on first use."""
 
@@ -92,6 +101,7 @@ class _Change:
         self.touched: dict[str, None] = {}  # contact ids written, in order
         self.pruned: list[str] = []
         self.dirty = False  # anything but the contacts changed
+        self.writes = 0  # how many changes were made: none means the input stands as it is
         self.media_dirty = state.published_media is None
         self.effects: list[Publish | WakeWorkflow] = []
         self.refusal: Refusal | None = None
@@ -113,6 +123,7 @@ class _Change:
         """Replace (or add) one contact and keep the indexes in step."""
         cid = new.contact_id
         old = self.contacts.get(cid)
+        self.writes += 1
         self._own("contacts")[cid] = new
         self.touched[cid] = None
         if old is None or old.owner_tab != new.owner_tab:
@@ -132,6 +143,7 @@ class _Change:
     def drop(self, cid: str) -> None:
         """Forget a contact: pruned after retention, or abandoned while open."""
         old = self.contacts[cid]
+        self.writes += 1
         del self._own("contacts")[cid]
         self._disown(self._own("owned"), old.owner_tab, cid)
         self._own("open_ids").pop(cid, None)
@@ -154,15 +166,18 @@ class _Change:
     def put_tab(self, tab: Tab) -> None:
         self._own("tabs")[tab.tab_id] = tab
         self.dirty = self.media_dirty = True
+        self.writes += 1
 
     def drop_tab(self, tab_id: str) -> None:
         del self._own("tabs")[tab_id]
         self.dirty = self.media_dirty = True
+        self.writes += 1
 
     def set_media(self, media: MediaState) -> None:
         if media != self.media:
             self.media = media
             self.dirty = self.media_dirty = True
+        self.writes += 1
 
     def owned_by(self, tab_id: str | None) -> list[Contact]:
         """The contacts `tab_id` owns (None: without owner), in creation order."""
@@ -199,6 +214,8 @@ class _Change:
 
         Costs the tabs (bounded), the contacts of gone owners or of none, the open contacts
         (bounded) and the due heads of the finish and forget queues: never the whole history.
+        One pass reaches a fixed point (each step only feeds the ones after it), so running
+        it again at the same instant changes nothing.
         """
         now = self.ctx.now
         for tab in list(self.tabs.values()):
@@ -208,9 +225,13 @@ class _Change:
             if self.live(self.tabs.get(owner)):
                 continue
             for contact in self.owned_by(owner):
-                if contact.grace_until is None:
-                    self.put(replace(contact, grace_until=now + self.rules.grace_seconds))
-                elif contact.grace_until <= now:
+                grace_until = contact.grace_until
+                if grace_until is None:
+                    grace_until = now + self.rules.grace_seconds
+                    if grace_until > now:
+                        self.put(contact.evolve(grace_until=grace_until))
+                        continue
+                if grace_until <= now:  # (a zero grace period ends as it starts)
                     # Without failover the contact is released, not handed to another tab.
                     heir = self.successor(owner) if self.rules.failover else None
                     self.transfer(contact, heir)
@@ -223,15 +244,12 @@ class _Change:
         for cid in [c for c in self.open_ids if self.contacts[c].last_active + idle <= now]:
             self.drop(cid)
         retention = self.rules.finished_retention_seconds
-        for cid, at in list(self.finish_order.items()):
-            if at + retention > now:
-                break
+        for cid in _due(self.finish_order, retention, now):
             self.drop(cid)
-        for cid, at in list(self.forgotten.items()):
-            if at + retention > now:
-                break
+        for cid in _due(self.forgotten, retention, now):
             del self._own("forgotten")[cid]
             self.dirty = True
+            self.writes += 1
         for tab in list(self.tabs.values()):
             if (
                 not tab.connected
@@ -244,7 +262,7 @@ class _Change:
         """Hand ownership on; every change of owner (even to nobody) takes a new epoch."""
         if tab_id is None and contact.owner_tab is None:
             return contact
-        moved = replace(contact, owner_tab=tab_id, epoch=contact.epoch + 1, grace_until=None)
+        moved = contact.evolve(owner_tab=tab_id, epoch=contact.epoch + 1, grace_until=None)
         self.put(moved)
         return moved
 
@@ -283,7 +301,7 @@ class _Change:
         )
         for contact in self.owned_by(tab_id):
             if contact.grace_until is not None:
-                self.put(replace(contact, grace_until=None))
+                self.put(contact.evolve(grace_until=None))
         if event.role == "embedded" and event.media_less is not None:
             self.set_media(replace(self.media, media_less=event.media_less))
         self.assignment = TabAssignment(tab_id=tab_id, session=session, reassigned=reassigned)
@@ -308,7 +326,7 @@ class _Change:
             return  # a superseded connection's late close
         self.put_tab(replace(tab, connected=False, disconnected_at=self.ctx.now))
         for contact in self.owned_by(tab.tab_id):
-            self.put(replace(contact, grace_until=self.ctx.now + self.rules.grace_seconds))
+            self.put(contact.evolve(grace_until=self.ctx.now + self.rules.grace_seconds))
 
     # -- contacts ------------------------------------------------------------------------
 
@@ -341,7 +359,7 @@ class _Change:
         if self.refusal is not None:
             return
         if merged.owner_tab is None and merged.state != "destroyed" and self.live(tab):
-            merged = replace(merged, owner_tab=tab.tab_id, epoch=merged.epoch + 1)
+            merged = merged.evolve(owner_tab=tab.tab_id, epoch=merged.epoch + 1)
         if merged is not contact or snap.contact_id not in self.contacts:
             self.put(merged)
 
@@ -360,7 +378,7 @@ class _Change:
             for c in (self.contacts[cid] for cid in self.open_ids)
         )
         if contact.type == "chat" and busy_chat:
-            contact = replace(contact, refused="second_chat")
+            contact = contact.evolve(refused="second_chat")
             self.notify_owner(
                 contact,
                 "warning",
@@ -406,7 +424,7 @@ class _Change:
                 updates[name] = merged
         if not updates:
             return contact
-        return replace(contact, active_at=now, **updates)
+        return contact.evolve(active_at=now, **updates)
 
     def chat(self, event: ChatReported) -> None:
         msg = event.message
@@ -435,7 +453,7 @@ class _Change:
                 text=msg.text,
                 sent_at=msg.sent_at,
             )
-            self.put(replace(contact, chat=(*contact.chat, line), active_at=self.ctx.now))
+            self.put(contact.evolve(chat=(*contact.chat, line), active_at=self.ctx.now))
 
     def command(self, event: CommandIssued) -> None:
         cmd = event.command
@@ -463,8 +481,7 @@ class _Change:
                 name=cmd.name, at=self.ctx.now, ticket_id=cmd.ticket_id, user_id=cmd.user_id
             )
             self.put(
-                replace(
-                    contact,
+                contact.evolve(
                     recording_paused=paused,
                     commands=(*contact.commands, issued),
                     active_at=self.ctx.now,
@@ -504,7 +521,7 @@ class _Change:
         if warnings:
             updates["warnings"] = contact.warnings + warnings
         if updates:
-            self.put(replace(contact, **updates))
+            self.put(contact.evolve(**updates))
         for pop in event.pops:
             if contact.owner_tab is not None:
                 self.effects.append(
@@ -537,7 +554,7 @@ class _Change:
             if new is None:
                 continue
             old = self.base.contacts.get(cid)
-            if old is None or any(getattr(old, n) != getattr(new, n) for n in VIEW_FIELDS):
+            if old is None or old.view_values() != new.view_values():
                 effects.append(Publish(ContactMessage(contact=contact_view(new))))
             if new.has_workflow and (old is None or old != new):
                 effects.append(WakeWorkflow(cid))
@@ -582,6 +599,8 @@ class _Change:
     def result(self, event: AgentEvent) -> Outcome:
         if self.refusal is not None:
             return Outcome(state=self.base, refusal=self.refusal, changed=False)
+        if not self.writes and not self.effects and not self.media_dirty:
+            return Outcome(state=self.base, changed=False)  # a repeat: decided without a copy
         grew = self.contact_bytes > self.base.contact_bytes
         if grew and self.contact_bytes > self.rules.max_state_bytes and isinstance(event, _GROWING):
             return Outcome(
@@ -625,6 +644,7 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
     """Apply one event to an agent; the input state is left untouched."""
     change = _Change(state, ctx, rules)
     change.expire()
+    before = change.writes
     match event:
         case TabOpened():
             change.open_tab(event)
@@ -642,7 +662,7 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
             change.workflow(event)
         case Tick():
             pass
-    if change.refusal is None:
+    if change.refusal is None and change.writes != before:
         change.expire()  # adoption by a tab that just opened, with the same rules as time
     return change.result(event)
 

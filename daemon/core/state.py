@@ -14,6 +14,7 @@ bytes (`Contact.packed`), and `AgentState.to_bytes` splices those into the aggre
 encoding, so re-encoding after an event costs the contacts it touched plus a concatenation.
 """
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -99,7 +100,7 @@ def _role(*, source: Source = None, view: bool = False) -> dict[str, Any]:
     return {"source": source, "view": view}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)  # no slots: a copy is one dict copy (see `evolve`)
 class Contact:
     """One contact, merged from every tab's reports.
 
@@ -157,8 +158,28 @@ class Contact:
     def last_active(self) -> float:
         return self.created_at if self.active_at is None else self.active_at
 
+    def evolve(self, **changes: Any) -> "Contact":
+        """This contact with `changes` (field names only); a cheap `dataclasses.replace`.
+
+        One dict copy instead of a field-by-field rebuild: contacts are replaced on every
+        event that adds something, so this is on the daemon's hottest path.
+        """
+        assert _CONTACT_FIELD_SET.issuperset(changes), changes
+        new = object.__new__(Contact)
+        values = new.__dict__
+        values.update(self.__dict__)
+        values.update(changes)
+        values["_packed"] = None
+        return new
+
+    def view_values(self) -> tuple[Any, ...]:
+        """The values of `VIEW_FIELDS`, in that order: what tabs see of this contact."""
+        values: tuple[Any, ...] = _VIEW_GETTER(self.__dict__)
+        return values
+
     def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in _CONTACT_FIELDS}
+        data = dict(self.__dict__)
+        data.pop("_packed", None)
         data["events_seen"] = list(self.events_seen)
         data["event_times"] = dict(self.event_times)
         data["attributes"] = dict(self.attributes)
@@ -200,10 +221,11 @@ def _as_dict(value: AgentCommand | ChatLine) -> dict[str, Any]:
     return {f.name: getattr(value, f.name) for f in fields(value)}
 
 
-_CONTACT_FIELDS = tuple(f.name for f in fields(Contact) if f.init)
+_CONTACT_FIELD_SET = frozenset(f.name for f in fields(Contact) if f.init)
 REPORTED_FIELDS = tuple(f.name for f in fields(Contact) if f.metadata.get("source") == "first")
 FILLED_FIELDS = tuple(f.name for f in fields(Contact) if f.metadata.get("source") == "fill")
 VIEW_FIELDS = tuple(f.name for f in fields(Contact) if f.metadata.get("view"))
+_VIEW_GETTER = operator.itemgetter(*VIEW_FIELDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

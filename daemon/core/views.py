@@ -1,7 +1,6 @@
 """Projections of the aggregate into what tabs see.
 
-A contact's tab view is derived from the contact's own declaration (`state.VIEW_FIELDS`);
-the values are already valid, so the wire model is built without validating them again.
+A contact's tab view is derived from the contact's own declaration (`state.VIEW_FIELDS`).
 """
 
 from collections.abc import Iterable
@@ -11,7 +10,7 @@ from protocol.messages import ContactView, MediaView, Snapshot
 
 
 def contact_view(contact: Contact) -> ContactView:
-    return ContactView.model_construct(**{name: getattr(contact, name) for name in VIEW_FIELDS})
+    return ContactView.model_validate(dict(zip(VIEW_FIELDS, contact.view_values(), strict=True)))
 
 
 def voice_active(contact: Contact) -> bool:

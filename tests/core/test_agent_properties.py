@@ -506,6 +506,14 @@ class AgentMachine(RuleBasedStateMachine):
         assert len(connected_ids) == len(set(connected_ids)), "two live pages share a tab id"
 
     @invariant()
+    def time_has_nothing_left_to_do_right_now(self) -> None:
+        """Every event leaves what time decides applied: a tick at once changes nothing."""
+        if self.last is None:
+            return  # a new agent: its first event of any kind publishes the media view
+        out = handle(self.state, Tick(), Context(self.now, self.nodes), self.agent_rules)
+        assert not out.changed and out.state is self.state
+
+    @invariant()
     def indexes_and_encoding_agree_with_a_rebuild(self) -> None:
         """What the core keeps incrementally equals what a decode computes from scratch."""
         rebuilt = AgentState.from_bytes(self.state.to_bytes())
