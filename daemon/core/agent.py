@@ -631,6 +631,8 @@ class _Change:
             finish_order=self.finish_order,
             owned=self.owned,
             contact_bytes=self.contact_bytes,
+            segment_base=self.base.encoded_segments(),
+            segment_changes=tuple(self.touched),
         )
         return Outcome(
             state=state,

@@ -64,9 +64,20 @@ class Tab:
     disconnected_at: float | None = None
     zendesk_user_id: int | None = None  # from the token: who Zendesk pops and assigns go to
     agent_name: str | None = None
+    _packed: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _TAB_FIELDS}
+
+    def packed(self) -> bytes:
+        """The tab's entry in the encoded tabs map; computed once, kept with the value."""
+        if self._packed is None:
+            object.__setattr__(self, "_packed", _pack(self.tab_id) + _pack(self.to_dict()))
+        assert self._packed is not None
+        return self._packed
+
+
+_TAB_FIELDS = tuple(f.name for f in fields(Tab) if f.init)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,7 +153,7 @@ class Contact:
     # an open contact quiet for `Rules.idle_contact_seconds` is abandoned. None: created_at.
     active_at: float | None = None
     finished_at: float | None = None
-    # This contact's msgpack encoding, computed once (see `packed`); not part of its value.
+    # This contact's map entry, encoded once (see `packed`); not part of its value.
     _packed: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -210,9 +221,10 @@ class Contact:
         return cls(**values)
 
     def packed(self) -> bytes:
-        """The contact's msgpack encoding; computed on first use and kept with the value."""
+        """The contact's entry in the encoded contacts map (its id, then its fields, in
+        msgpack); computed on first use and kept with the value."""
         if self._packed is None:
-            object.__setattr__(self, "_packed", _pack(self.to_dict()))
+            object.__setattr__(self, "_packed", _pack(self.contact_id) + _pack(self.to_dict()))
         assert self._packed is not None
         return self._packed
 
@@ -264,6 +276,11 @@ class AgentState:
     finish_order: Mapping[str, float] = field(default_factory=dict, compare=False)
     owned: Mapping[str | None, frozenset[str]] = field(default_factory=dict, compare=False)
     contact_bytes: int = field(default=0, compare=False)  # sum of the contacts' encodings
+    # The encoding of `contacts` in segments (see `Segments`), made by `to_bytes` from the
+    # previous state's segments and the contacts changed since; never part of the value.
+    segment_base: "Segments | None" = field(default=None, compare=False, repr=False)
+    segment_changes: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    _segments: "Segments | None" = field(default=None, compare=False, repr=False)
 
     def zendesk_identity(self) -> tuple[int | None, str | None]:
         """The agent's Zendesk user id and name, as the most recent tab's token gave them."""
@@ -273,22 +290,41 @@ class AgentState:
                 return tab.zendesk_user_id, tab.agent_name
         return None, next((t.agent_name for t in tabs if t.agent_name), None)
 
+    def encoded_segments(self) -> "Segments | None":
+        """The segments if `to_bytes` already made them (a new state builds on them)."""
+        return self._segments
+
+    def segments(self) -> "Segments":
+        """The contacts' encoding, re-encoding only the segments holding changed contacts."""
+        if self._segments is None:
+            if self.segment_base is None:
+                segments = Segments.build(self.contacts)
+            else:
+                segments = self.segment_base.after(self.contacts, self.segment_changes)
+            object.__setattr__(self, "_segments", segments)
+            object.__setattr__(self, "segment_base", None)  # keep no chain of old states
+        assert self._segments is not None
+        return self._segments
+
     def to_bytes(self) -> bytes:
-        """The aggregate as one msgpack map; contacts are spliced in from their own bytes."""
+        """The aggregate as one msgpack map; contacts are spliced in from cached segments.
+
+        Costs the tabs, the tombstones and the segments holding contacts changed since the
+        state this one was made from (when that one was encoded), not every contact.
+        """
         head = {
             "agent_id": self.agent_id,
-            "tabs": {tid: tab.to_dict() for tid, tab in self.tabs.items()},
             "media": self.media.to_dict(),
             "published_media": self.published_media,
             "forgotten": dict(self.forgotten),
         }
         packer = msgpack.Packer(use_bin_type=True)
-        parts = [packer.pack_map_header(len(head) + 1)]
+        parts = [packer.pack_map_header(len(head) + 2)]
         parts.extend(packer.pack(k) + packer.pack(v) for k, v in head.items())
+        parts.append(packer.pack("tabs") + packer.pack_map_header(len(self.tabs)))
+        parts.extend(tab.packed() for tab in self.tabs.values())
         parts.append(packer.pack("contacts") + packer.pack_map_header(len(self.contacts)))
-        for cid, contact in self.contacts.items():
-            parts.append(packer.pack(cid))
-            parts.append(contact.packed())
+        parts.extend(segment.blob for segment in self.segments().parts)
         return b"".join(parts)
 
     @classmethod
@@ -303,6 +339,66 @@ class AgentState:
             published_media=data["published_media"],
             forgotten=data["forgotten"],
         )
+
+
+SEGMENT_SIZE = 32  # contacts per cached segment of the encoding
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Consecutive contacts (creation order) and their map entries, encoded back to back."""
+
+    ids: tuple[str, ...]
+    members: frozenset[str]
+    blob: bytes
+
+    @classmethod
+    def encode(cls, contacts: Mapping[str, Contact], ids: tuple[str, ...]) -> "Segment":
+        blob = b"".join([contacts[cid].packed() for cid in ids])
+        return cls(ids, frozenset(ids), blob)
+
+
+@dataclass(frozen=True, slots=True)
+class Segments:
+    """The contacts map's encoding as segments, so a change re-encodes one segment."""
+
+    parts: tuple[Segment, ...]
+
+    @classmethod
+    def build(cls, contacts: Mapping[str, Contact]) -> "Segments":
+        ids = tuple(contacts)
+        return cls(
+            tuple(
+                Segment.encode(contacts, ids[i : i + SEGMENT_SIZE])
+                for i in range(0, len(ids), SEGMENT_SIZE)
+            )
+        )
+
+    def after(self, contacts: Mapping[str, Contact], changed: tuple[str, ...]) -> "Segments":
+        """These segments once the `changed` contacts (in the order first changed) were
+        replaced, added or dropped; a new contact goes at the end, as in `contacts`.
+        Untouched segments are kept as they are."""
+        parts: list[Segment] = []
+        placed: set[str] = set()
+        pending = frozenset(changed)
+        for segment in self.parts:
+            hit = pending & segment.members
+            if not hit:
+                parts.append(segment)
+                continue
+            placed |= hit
+            ids = tuple(cid for cid in segment.ids if cid in contacts)
+            if ids:
+                parts.append(Segment.encode(contacts, ids))
+        added = [cid for cid in changed if cid not in placed and cid in contacts]
+        if added:
+            tail = parts.pop().ids if parts and len(parts[-1].ids) < SEGMENT_SIZE else ()
+            ids = (*tail, *added)
+            parts.extend(
+                Segment.encode(contacts, ids[i : i + SEGMENT_SIZE])
+                for i in range(0, len(ids), SEGMENT_SIZE)
+            )
+        return Segments(tuple(parts))
 
 
 def build_state(

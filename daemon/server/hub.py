@@ -99,6 +99,7 @@ class AgentHub:
         self.metrics = metrics
         self.clock = clock
         self._live_nodes: frozenset[str] = frozenset({node_id})
+        self._live_here = self._live_nodes  # the live set, always with this node in it
         self.on_wake: WakeCallback | None = None
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -106,6 +107,7 @@ class AgentHub:
         self._subscriptions: dict[str, Subscription] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._due: dict[str, float] = {}  # when each agent's timer fires (clock time)
+        self._planned: dict[str, AgentState] = {}  # the state each timer was set from
         self._open: dict[str, int] = {}  # unfinished contacts per local agent, last seen
         self._open_total = 0
         self._suspect: set[str] = set()  # agents whose stored tabs disagree with our sockets
@@ -121,6 +123,7 @@ class AgentHub:
         """Take the store's live set; agents with tabs on a node that came or went tick."""
         changed = nodes ^ self._live_nodes
         self._live_nodes = nodes
+        self._live_here = nodes | {self.node_id}
         if changed:
             self._spawn(self._nodes_changed(changed))
 
@@ -132,7 +135,7 @@ class AgentHub:
     # -- applying events ----------------------------------------------------------------
 
     def context(self) -> Context:
-        return Context(now=self.clock(), live_nodes=self.live_nodes | {self.node_id})
+        return Context(now=self.clock(), live_nodes=self._live_here)
 
     async def load(self, agent: str, *, fresh: bool = False) -> tuple[int, AgentState]:
         """The agent's state: cached, or (fresh) re-read, decoding only if it changed."""
@@ -184,6 +187,7 @@ class AgentHub:
         self._cache.pop(agent, None)
         self._suspect.discard(agent)
         self._open_total -= self._open.pop(agent, 0)
+        self._planned.pop(agent, None)
         self.metrics.contacts.set(self._open_total)
         self._disarm(agent)
 
@@ -195,7 +199,7 @@ class AgentHub:
         committed so far: reports only ever add to a contact, so one already known to the
         cache is known to the store. Refusals are always re-decided on fresh state.
         """
-        lock = self._locks.setdefault(agent, asyncio.Lock())
+        lock = self._locks.get(agent) or self._locks.setdefault(agent, asyncio.Lock())
         started = time.perf_counter()
         async with lock:
             fresh = False
@@ -291,11 +295,13 @@ class AgentHub:
         if agent not in self._sinks:
             self._disarm(agent)
             return
-        deadline = next_deadline(state, self.rules, self.context().live_nodes)
-        if agent in self._timers and self._due.get(agent) == deadline:
+        if self._planned.get(agent) is state:
             return
-        self._disarm(agent)
+        self._planned[agent] = state
+        deadline = next_deadline(state, self.rules, self._live_here)
         if deadline is not None:
+            # A timer set for sooner stays: if it fires early, that tick changes nothing
+            # and schedules again from the state it finds.
             self._arm(agent, deadline)
 
     def _arm(self, agent: str, when: float) -> None:
@@ -316,6 +322,7 @@ class AgentHub:
     def _tick_soon(self, agent: str) -> None:
         self._timers.pop(agent, None)
         self._due.pop(agent, None)
+        self._planned.pop(agent, None)
         self._spawn(self.tick(agent))
 
     async def tick(self, agent: str) -> None:
