@@ -43,6 +43,20 @@ from daemon.server.auth import mint_token  # noqa: E402
 from tests.redis_servers import free_port  # noqa: E402
 
 SECRET = "bench-secret-bench-secret-bench-secret-0"
+ORIGIN = "http://bench.invalid"
+# Production settings: the daemon never calls Zendesk here (the contacts are supervisors'
+# monitoring legs, which get no workflow), so the account URL only has to be well-formed.
+DAEMON_SETTINGS = {
+    "SWITCHBOARD_SECRET": SECRET,
+    "SWITCHBOARD_ALLOWED_ORIGINS": json.dumps([ORIGIN]),
+    "SWITCHBOARD_ZENDESK_URL": "http://127.0.0.1:9",
+    "SWITCHBOARD_ZENDESK_EMAIL": "bench@example.com",
+    "SWITCHBOARD_ZENDESK_API_TOKEN": "bench",
+    "SWITCHBOARD_LOG_LEVEL": "warning",
+    "SWITCHBOARD_RATE_PER_SECOND": "100000",
+    "SWITCHBOARD_RATE_BURST": "100000",
+    "SWITCHBOARD_FINISHED_RETENTION_SECONDS": "86400",
+}
 EVENTS = ("incoming", "connected", "ended")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -90,7 +104,12 @@ class Tab:
 
     @classmethod
     async def open(cls, url: str, agent: str) -> "Tab":
-        ws = await connect(url, subprotocols=["switchboard.v1.json"], compression=None)  # type: ignore[list-item]
+        ws = await connect(
+            url,
+            subprotocols=["switchboard.v1.json"],  # type: ignore[list-item]
+            origin=ORIGIN,  # type: ignore[arg-type]
+            compression=None,
+        )
         await ws.send(json.dumps({"type": "hello", "token": mint_token(SECRET, agent)}))
         return cls(ws)
 
@@ -187,13 +206,7 @@ async def main(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     daemon = spawn(
         ["-m", "daemon.cli", "serve", "--ws-port", str(ws_port), "--http-port", str(free_port())],
         root,
-        {
-            "SWITCHBOARD_SECRET": SECRET,
-            "SWITCHBOARD_LOG_LEVEL": "warning",
-            "SWITCHBOARD_RATE_PER_SECOND": "100000",
-            "SWITCHBOARD_RATE_BURST": "100000",
-            "SWITCHBOARD_FINISHED_RETENTION_SECONDS": "86400",
-        },
+        DAEMON_SETTINGS,
     )
     try:
         await wait_port(echo_port)

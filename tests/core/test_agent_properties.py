@@ -516,8 +516,10 @@ class AgentMachine(RuleBasedStateMachine):
     @invariant()
     def indexes_and_encoding_agree_with_a_rebuild(self) -> None:
         """What the core keeps incrementally equals what a decode computes from scratch."""
-        rebuilt = AgentState.from_bytes(self.state.to_bytes())
+        blob = self.state.to_bytes()  # from the previous state's cached segments
+        rebuilt = AgentState.from_bytes(blob)
         assert rebuilt == self.state
+        assert blob == rebuilt.to_bytes()  # the same bytes as an encoding from scratch
         assert list(rebuilt.open_ids) == list(self.state.open_ids)
         assert dict(rebuilt.finish_order) == dict(self.state.finish_order)
         assert dict(rebuilt.owned) == dict(self.state.owned)
