@@ -215,6 +215,7 @@ async def main(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         shape = (args.agents, args.tabs, args.contacts)
         per_connection = args.contacts * len(EVENTS)
         echo_run = await echo_phase(echo_port, echo.pid, args.agents * args.tabs, per_connection)
+        await daemon_phase(url, daemon.pid, "warmup", 2, args.tabs, 5, 0)  # first-use costs
         fresh = await daemon_phase(url, daemon.pid, "fresh", *shape, 0)
         history = await daemon_phase(url, daemon.pid, "history", *shape, args.history)
         return {
