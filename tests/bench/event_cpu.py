@@ -116,9 +116,13 @@ class Tab:
     async def read(self) -> None:
         async for frame in self.ws:
             message: dict[str, Any] = json.loads(frame)
-            contact = message.get("contact") or {}
-            if message.get("type") == "contact" and contact.get("state") == "ended":
-                self.ended.add(contact["contact_id"])
+            # A tab that falls behind is sent a snapshot instead of the entries it missed.
+            views = message.get("contacts", []) if message.get("type") == "snapshot" else []
+            if message.get("type") == "contact":
+                views = [message["contact"]]
+            ended = {v["contact_id"] for v in views if v.get("state") == "ended"}
+            if ended:
+                self.ended |= ended
                 self.changed.set()
 
     async def until_ended(self, contact: str) -> None:
