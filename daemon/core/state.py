@@ -258,10 +258,11 @@ class AgentState:
     """One agent's tabs and contacts, and indexes derived from them (never stored).
 
     `contacts` keeps creation order. The indexes let the core find what time may change
-    without walking every contact: `open_ids` (unfinished contacts, in creation order; a
-    mapping to None used as an ordered set), `finish_order` (finished
-    contacts, oldest finish first: the pruning queue) and `owned` (contacts by owning tab,
-    `None` for contacts without an owner). `forgotten` is in the order contacts were pruned.
+    without walking every contact: `open_ids` (unfinished contacts in creation order, a
+    mapping to None used as an ordered set), `finish_order` (finished contacts, oldest finish
+    first: the pruning queue) and `owned` (contacts by owning tab, `None` for contacts
+    without an owner). `forgotten` is in the order contacts were pruned. The core keeps the
+    indexes in step with every change; `build_state` computes them when a state is decoded.
     """
 
     agent_id: str
