@@ -18,6 +18,8 @@ Phases (each tab reads everything the daemon sends it, as a browser tab would):
   embedded CCPs. CPU per contact_event message received, and per distinct event.
 - `history`: the same, for agents that first got `--history` finished contacts each (kept
   by the retention; filled by one tab, not measured).
+- `idle`: `--idle` tabs, one per agent, doing nothing for 5 s: the daemon's CPU for
+  background work (a per-agent sweep shows here; per-agent timers do not).
 
 Prints one JSON object with the µs figures and the two ratios the design targets:
 `fresh_vs_echo` (daemon CPU per contact_event message over echo CPU per message, target at
@@ -180,6 +182,18 @@ async def daemon_phase(
     }
 
 
+async def idle_phase(url: str, pid: int, tabs: int, seconds: float) -> dict[str, float]:
+    """Daemon CPU while `tabs` tabs of as many agents sit idle: what background work costs."""
+    opened = [await Tab.open(url, f"idle-{n}") for n in range(tabs)]
+    await asyncio.sleep(2.0)  # greetings and their snapshots done
+    cpu = cpu_seconds(pid)
+    await asyncio.sleep(seconds)
+    cpu = cpu_seconds(pid) - cpu
+    for tab in opened:
+        await tab.close()
+    return {"tabs": tabs, "seconds": seconds, "cpu_percent": round(cpu / seconds * 100, 1)}
+
+
 async def echo_phase(port: int, pid: int, connections: int, messages: int) -> dict[str, float]:
     sockets = [
         await connect(f"ws://127.0.0.1:{port}", compression=None) for _ in range(connections)
@@ -222,6 +236,7 @@ async def main(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         await daemon_phase(url, daemon.pid, "warmup", 2, args.tabs, 5, 0)  # first-use costs
         fresh = await daemon_phase(url, daemon.pid, "fresh", *shape, 0)
         history = await daemon_phase(url, daemon.pid, "history", *shape, args.history)
+        idle = await idle_phase(url, daemon.pid, args.idle, 5.0) if args.idle else None
         return {
             "root": str(root),
             "agents": args.agents,
@@ -231,6 +246,7 @@ async def main(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "echo": echo_run,
             "fresh": fresh,
             "history": history,
+            "idle": idle,
             "fresh_vs_echo": round(fresh["cpu_us_per_message"] / echo_run["cpu_us_per_message"], 2),
             "history_vs_fresh": round(
                 history["cpu_us_per_message"] / fresh["cpu_us_per_message"], 2
@@ -248,6 +264,7 @@ if __name__ == "__main__":
     parser.add_argument("--tabs", type=int, default=3)
     parser.add_argument("--contacts", type=int, default=40)
     parser.add_argument("--history", type=int, default=200)
+    parser.add_argument("--idle", type=int, default=1000, help="idle tabs (agents) afterwards")
     parser.add_argument("--root", default=str(ROOT), help="checkout whose daemon is measured")
     a = parser.parse_args()
     print(json.dumps(asyncio.run(main(a, Path(a.root).resolve())), indent=2))
