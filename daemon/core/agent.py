@@ -136,7 +136,7 @@ class _Change:
         if new.finished_at is not None and (old is None or old.finished_at is None):
             self._own("open_ids").pop(cid, None)
             self._own("finish_order")[cid] = new.finished_at
-        if old is None or voice_active(old) != voice_active(new):
+        if voice_active(new) != (old is not None and voice_active(old)):
             self.media_dirty = True
         self.contact_bytes += len(new.packed()) - (len(old.packed()) if old else 0)
 
@@ -365,9 +365,9 @@ class _Change:
 
     def create(self, tab: Tab, event: str, snap: ContactSnapshot) -> Contact:
         reported = {name: getattr(snap, name) for name in REPORTED_FIELDS + FILLED_FIELDS}
-        contact = Contact(
+        contact = Contact.new(
             contact_id=snap.contact_id,
-            state=event,  # type: ignore[arg-type]
+            state=event,
             owner_tab=tab.tab_id,
             epoch=1,
             created_at=self.ctx.now,

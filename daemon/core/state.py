@@ -16,7 +16,7 @@ encoding, so re-encoding after an event costs the contacts it touched plus a con
 
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 import msgpack
@@ -188,16 +188,31 @@ class Contact:
         values: tuple[Any, ...] = _VIEW_GETTER(self.__dict__)
         return values
 
+    @classmethod
+    def new(cls, **values: Any) -> "Contact":
+        """A contact from field values, the rest defaulted: what `Contact(...)` does, without
+        the frozen dataclass's guarded set of each of its 35 fields (contacts are made on the
+        hot path, and again for each one when an agent is loaded)."""
+        assert _CONTACT_FIELD_SET.issuperset(values) and values.keys() >= _CONTACT_REQUIRED
+        contact = object.__new__(cls)
+        state = contact.__dict__
+        state.update(_CONTACT_DEFAULTS)
+        for name, factory in _CONTACT_FACTORIES:
+            state[name] = factory()
+        state.update(values)
+        return contact
+
     def to_dict(self) -> dict[str, Any]:
+        """Plain data for msgpack (tuples pack as arrays; maps are dicts already)."""
         data = dict(self.__dict__)
         data.pop("_packed", None)
-        data["events_seen"] = list(self.events_seen)
-        data["event_times"] = dict(self.event_times)
-        data["attributes"] = dict(self.attributes)
-        data["analysis"] = dict(self.analysis)
-        data["warnings"] = list(self.warnings)
-        data["commands"] = [_as_dict(c) for c in self.commands]
-        data["chat"] = [_as_dict(line) for line in self.chat]
+        for name in _CONTACT_MAPS:
+            if type(data[name]) is not dict:
+                data[name] = dict(data[name])
+        if self.commands:
+            data["commands"] = [_as_dict(c) for c in self.commands]
+        if self.chat:
+            data["chat"] = [_as_dict(line) for line in self.chat]
         if self.click_to_dial is not None:
             data["click_to_dial"] = self.click_to_dial.model_dump(mode="json")
         return data
@@ -218,7 +233,7 @@ class Contact:
         ctd = values.get("click_to_dial")
         if isinstance(ctd, Mapping):
             values["click_to_dial"] = ClickToDial.model_validate(ctd)
-        return cls(**values)
+        return cls.new(**values)
 
     def packed(self) -> bytes:
         """The contact's entry in the encoded contacts map (its id, then its fields, in
@@ -234,6 +249,14 @@ def _as_dict(value: AgentCommand | ChatLine) -> dict[str, Any]:
 
 
 _CONTACT_FIELD_SET = frozenset(f.name for f in fields(Contact) if f.init)
+_CONTACT_REQUIRED = frozenset(
+    f.name for f in fields(Contact) if f.default is MISSING and f.default_factory is MISSING
+)
+_CONTACT_DEFAULTS = {f.name: f.default for f in fields(Contact) if f.default is not MISSING}
+_CONTACT_FACTORIES = tuple(
+    (f.name, f.default_factory) for f in fields(Contact) if f.default_factory is not MISSING
+)
+_CONTACT_MAPS = tuple(name for name, _ in _CONTACT_FACTORIES)
 REPORTED_FIELDS = tuple(f.name for f in fields(Contact) if f.metadata.get("source") == "first")
 FILLED_FIELDS = tuple(f.name for f in fields(Contact) if f.metadata.get("source") == "fill")
 VIEW_FIELDS = tuple(f.name for f in fields(Contact) if f.metadata.get("view"))
