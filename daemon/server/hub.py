@@ -125,6 +125,7 @@ class AgentHub:
         self._live_nodes = nodes
         self._live_here = nodes | {self.node_id}
         if changed:
+            self._planned.clear()  # node timeouts in every deadline depend on the live set
             self._spawn(self._nodes_changed(changed))
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
