@@ -142,3 +142,26 @@ async def test_the_open_contacts_gauge_follows_commits_without_a_walk(store: Mem
         assert metrics.registry.get_sample_value("switchboard_contacts") == 0
     finally:
         await hub.close()
+
+
+async def test_a_young_tab_on_a_node_gone_from_the_live_set_expires_on_its_timer(
+    store: MemoryStore,
+) -> None:
+    """Still inside the node timeout when its node leaves the set: nothing else happens to
+    the agent, yet the tab is declared gone once the timeout passes."""
+    hub = AgentHub(store, Rules(node_timeout_seconds=0.5, grace_seconds=600), "n1", Metrics())
+    try:
+        hub.live_nodes = frozenset({"n1", "n2"})
+        remote = await open_page(hub, "alice", "a", "n2")
+        hub.live_nodes = frozenset({"n1"})
+        await asyncio.sleep(0.1)
+        _, alice = await hub.load("alice", fresh=True)
+        assert alice.tabs[remote.tab_id].connected  # young: still counted as live
+
+        async def marked_gone() -> bool:
+            _, state = await hub.load("alice", fresh=True)
+            return not state.tabs[remote.tab_id].connected
+
+        await eventually(marked_gone, timeout=5)
+    finally:
+        await hub.close()
