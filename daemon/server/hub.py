@@ -112,6 +112,7 @@ class AgentHub:
         self._open_total = 0
         self._suspect: set[str] = set()  # agents whose stored tabs disagree with our sockets
         self._background: set[asyncio.Task[None]] = set()
+        self._delivered: dict[str, tuple[str, int]] = {}  # newest entry given to local tabs
         self._unrecorded_closes: list[tuple[str, TabClosed]] = []
 
     @property
@@ -189,6 +190,7 @@ class AgentHub:
         self._suspect.discard(agent)
         self._open_total -= self._open.pop(agent, 0)
         self._planned.pop(agent, None)
+        self._delivered.pop(agent, None)
         self.metrics.contacts.set(self._open_total)
         self._disarm(agent)
 
@@ -257,7 +259,7 @@ class AgentHub:
                 # nothing waits on a subscription that is still reconnecting. Each tab's cursor
                 # drops the second copy.
                 for entry in entries:
-                    self._fan_out(agent, entry)
+                    self._fan_out(agent, entry, ours=True)
                 self._after_commit(agent, state, outcome)
                 self.metrics.event_seconds.observe(time.perf_counter() - started)
                 return outcome
@@ -422,18 +424,33 @@ class AgentHub:
         """Drop every cached aggregate: after a store outage, versions may have restarted."""
         self._cache.clear()
 
-    def _fan_out(self, agent: str, entry: StreamEntry) -> None:
+    def _fan_out(self, agent: str, entry: StreamEntry, *, ours: bool = False) -> None:
+        """Hand a stream entry to the agent's local tabs, once.
+
+        Our own entries come twice (from the commit, `ours`, and from the store's pub/sub,
+        before or after it): the second copy is not delivered. Nor is an older entry that
+        arrives after a newer one was delivered: a tab that missed it sees the gap at the
+        newer one and re-reads the stream.
+        """
+        delivered = self._delivered.get(agent)
+        if delivered is not None and delivered[0] == entry.epoch and entry.seq <= delivered[1]:
+            return
+        cached = self._cache.get(agent)
         # An entry the cache does not reflect was committed by another node (or the store
         # lost its history and started again): the cache can no longer be trusted.
-        cached = self._cache.get(agent)
-        if cached is not None and (
-            cached.seq is None or entry.epoch != cached.epoch or entry.seq > cached.seq
+        if (
+            not ours
+            and cached is not None
+            and (cached.seq is None or entry.epoch != cached.epoch or entry.seq > cached.seq)
         ):
             del self._cache[agent]
             if agent in self._sinks:  # re-read it soon: its deadlines may have changed
                 self._arm(agent, self.clock() + REMOTE_REFRESH_SECONDS)
-        for sink in list(self._sinks.get(agent, ())):
-            sink.deliver(entry)
+        sinks = self._sinks.get(agent)
+        if sinks:
+            self._delivered[agent] = (entry.epoch, entry.seq)
+            for sink in list(sinks):
+                sink.deliver(entry)
 
     def local_agents(self) -> dict[str, int]:
         """Agent id -> number of tab connections on this node."""
