@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     media_less: bool = False
     media_gate: Literal["warn", "block"] = "warn"
     finished_retention_seconds: float = 900.0
+    # Per-agent bounds (a refusal with a typed error past each; see daemon.core.events.Rules)
+    max_open_contacts: int = 50
+    max_tabs: int = 50
+    max_attributes: int = 400  # per contact, across its reports
+    max_chat_lines: int = 2000  # per contact
+    max_state_bytes: int = 4 * 1024 * 1024  # the agent's encoded contacts
+    idle_contact_seconds: float = 12 * 3600.0  # an open contact quiet this long is dropped
 
     # Store
     redis_url: str | None = None  # redis://, rediss://, unix://; None: in-memory store
@@ -195,4 +202,10 @@ class Settings(BaseSettings):
             media_gate=self.media_gate,
             finished_retention_seconds=self.finished_retention_seconds,
             node_timeout_seconds=self.node_ttl_seconds,
+            max_open_contacts=self.max_open_contacts,
+            max_tabs=self.max_tabs,
+            max_attributes=self.max_attributes,
+            max_chat_lines=self.max_chat_lines,
+            max_state_bytes=self.max_state_bytes,
+            idle_contact_seconds=self.idle_contact_seconds,
         )

@@ -23,6 +23,11 @@ class ErrorCode(StrEnum):
     STALE_EPOCH = "stale_epoch"  # a command carrying an older ownership epoch
     UNKNOWN_CONTACT = "unknown_contact"  # a command or message for a contact never reported
     OUT_OF_ORDER = "out_of_order"  # e.g. a chat message for a contact that has ended
+    TOO_MANY_CONTACTS = "too_many_contacts"  # the agent's open-contact bound is reached
+    TOO_MANY_TABS = "too_many_tabs"  # the agent's tab bound is reached
+    TOO_MANY_ATTRIBUTES = "too_many_attributes"  # the contact's attribute bound is reached
+    TOO_MANY_CHAT_LINES = "too_many_chat_lines"  # the contact's transcript bound is reached
+    STATE_TOO_LARGE = "state_too_large"  # the agent's state would exceed its byte bound
     UNAVAILABLE = "unavailable"  # the store cannot be reached; retry later
     INTERNAL = "internal"  # a bug; logged with the same ref
 

@@ -50,3 +50,6 @@ class Outcome:
     refusal: Refusal | None = None
     assignment: TabAssignment | None = None
     changed: bool = field(default=True)
+    # The contacts this event created, changed or dropped, in that order of work: the shell
+    # looks only at these (metrics, logs) instead of walking the whole aggregate.
+    touched: tuple[str, ...] = ()

@@ -39,6 +39,16 @@ class Rules:
     # A tab on a node missing from the live set counts as gone only after this long, so a
     # node that just started is not declared dead by a peer's older view of the live set.
     node_timeout_seconds: float = 10.0
+    # Per-agent bounds (DESIGN.md invariant 7): past one, the event is refused with a typed
+    # error and nothing changes. Defaults sit far above what a real agent ever reaches.
+    max_open_contacts: int = 50  # unfinished contacts at once
+    max_tabs: int = 50  # tabs known (connected, or kept for resume) at once
+    max_attributes: int = 400  # distinct attributes on one contact, across its reports
+    max_chat_lines: int = 2000  # chat lines kept for one contact's transcript
+    max_state_bytes: int = 4 * 1024 * 1024  # encoded contacts of the agent
+    # An open contact no tab has added anything to for this long is abandoned (a tab that
+    # vanished mid-call, or a report that never finishes): it is dropped like a pruned one.
+    idle_contact_seconds: float = 12 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)

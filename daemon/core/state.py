@@ -2,13 +2,24 @@
 
 One agent's state is one unit of consistency. Every change to it is a pure function of the old
 state (see `daemon.core.agent`), and the store commits the result with a version check, so
-tabs spread over several daemons still see one history. It serialises to msgpack for the store.
+tabs spread over several daemons still see one history.
+
+Every value here is immutable (frozen dataclasses, tuples, and mappings that are replaced, never
+changed in place), so a new state shares everything it did not touch with the old one: an event
+costs what it touches, not what the agent has accumulated. Pydantic stays at the wire boundary;
+nothing in here is validated twice.
+
+The aggregate serialises to msgpack for the store. Each contact packs itself once and keeps the
+bytes (`Contact.packed`), and `AgentState.to_bytes` splices those into the aggregate's
+encoding, so re-encoding after an event costs the contacts it touched plus a concatenation.
 """
 
-from typing import Any
+import operator
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal
 
 import msgpack
-from pydantic import BaseModel, Field
 
 from protocol.messages import (
     AssignmentMode,
@@ -36,7 +47,13 @@ EVENT_ORDER: dict[str, int] = {
 FINISHED_EVENTS = frozenset({"missed", "ended", "acw", "destroyed"})
 
 
-class Tab(BaseModel):
+def _pack(data: Any) -> bytes:
+    packed: bytes = msgpack.packb(data, use_bin_type=True)
+    return packed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tab:
     tab_id: str
     role: Role
     session: str  # private, stable across reconnects of one page
@@ -47,9 +64,24 @@ class Tab(BaseModel):
     disconnected_at: float | None = None
     zendesk_user_id: int | None = None  # from the token: who Zendesk pops and assigns go to
     agent_name: str | None = None
+    _packed: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _TAB_FIELDS}
+
+    def packed(self) -> bytes:
+        """The tab's entry in the encoded tabs map; computed once, kept with the value."""
+        if self._packed is None:
+            object.__setattr__(self, "_packed", _pack(self.tab_id) + _pack(self.to_dict()))
+        assert self._packed is not None
+        return self._packed
 
 
-class ChatLine(BaseModel):
+_TAB_FIELDS = tuple(f.name for f in fields(Tab) if f.init)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatLine:
     message_id: str
     participant: Participant
     name: str | None = None
@@ -57,7 +89,8 @@ class ChatLine(BaseModel):
     sent_at: float | None = None
 
 
-class AgentCommand(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentCommand:
     """An owner's command, kept for the workflow runner to act on in order."""
 
     name: str
@@ -66,37 +99,62 @@ class AgentCommand(BaseModel):
     user_id: int | None = None
 
 
-class Contact(BaseModel):
-    contact_id: str
-    initial_contact_id: str | None = None
-    type: ContactType = "voice"
-    direction: Direction = "inbound"
-    is_callback: bool = False
-    monitoring: bool = False
-    state: ContactEventName
-    events_seen: list[str] = Field(default_factory=list)
-    event_times: dict[str, float] = Field(default_factory=dict)
-    customer_endpoint: str | None = None
-    queue: str | None = None
-    attributes: dict[str, str] = Field(default_factory=dict)
-    agent_name: str | None = None
-    routing_profile: str | None = None
-    softphone: bool = True
-    click_to_dial: ClickToDial | None = None
-    analysis: dict[str, str] = Field(default_factory=dict)
-    owner_tab: str | None = None
-    epoch: int = 0
-    grace_until: float | None = None
-    mode: AssignmentMode = "auto"
-    ticket_id: int | None = None
-    user_id: int | None = None
-    recording_paused: bool = False
+# How a contact field relates to what tabs report (`ContactSnapshot`):
+#   "first": taken from the report that creates the contact, never changed by later reports;
+#   "fill":  taken from the first report that carries a value (a later one fills a gap);
+#   None:    the daemon's own (ownership, workflow results, merged history).
+Source = Literal["first", "fill"] | None
+
+
+def _role(*, source: Source = None, view: bool = False) -> dict[str, Any]:
+    """A contact field's metadata: where its value comes from and whether tabs see it."""
+    return {"source": source, "view": view}
+
+
+@dataclass(frozen=True, kw_only=True)  # no slots: a copy is one dict copy (see `evolve`)
+class Contact:
+    """One contact, merged from every tab's reports.
+
+    The declaration is the single list of the contact's fields: `REPORTED_FIELDS` (copied
+    from the creating report), `FILLED_FIELDS` (first value wins) and `VIEW_FIELDS` (the
+    tab-visible `ContactView`) are derived from the metadata below.
+    """
+
+    contact_id: str = field(metadata=_role(view=True))
+    initial_contact_id: str | None = field(default=None, metadata=_role(source="first", view=True))
+    type: ContactType = field(default="voice", metadata=_role(source="first", view=True))
+    direction: Direction = field(default="inbound", metadata=_role(source="first", view=True))
+    is_callback: bool = field(default=False, metadata=_role(source="first"))
+    monitoring: bool = field(default=False, metadata=_role(source="first"))
+    state: ContactEventName = field(metadata=_role(view=True))
+    events_seen: tuple[str, ...] = ()
+    event_times: Mapping[str, float] = field(default_factory=dict)
+    customer_endpoint: str | None = field(default=None, metadata=_role(source="fill", view=True))
+    queue: str | None = field(default=None, metadata=_role(source="fill", view=True))
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    agent_name: str | None = field(default=None, metadata=_role(source="fill"))
+    routing_profile: str | None = field(default=None, metadata=_role(source="fill"))
+    softphone: bool = field(default=True, metadata=_role(source="first"))
+    click_to_dial: ClickToDial | None = field(default=None, metadata=_role(source="first"))
+    analysis: Mapping[str, str] = field(default_factory=dict)
+    owner_tab: str | None = field(default=None, metadata=_role(view=True))
+    epoch: int = field(default=0, metadata=_role(view=True))
+    grace_until: float | None = field(default=None, metadata=_role(view=True))
+    mode: AssignmentMode = field(default="auto", metadata=_role(view=True))
+    ticket_id: int | None = field(default=None, metadata=_role(view=True))
+    user_id: int | None = field(default=None, metadata=_role(view=True))
+    recording_paused: bool = field(default=False, metadata=_role(view=True))
     refused: str | None = None  # e.g. "second_chat": the workflow leaves it alone
-    warnings: list[str] = Field(default_factory=list)
-    commands: list[AgentCommand] = Field(default_factory=list)
-    chat: list[ChatLine] = Field(default_factory=list)
+    warnings: tuple[str, ...] = field(default=(), metadata=_role(view=True))
+    commands: tuple[AgentCommand, ...] = ()
+    chat: tuple[ChatLine, ...] = ()
     created_at: float
+    # The last time a tab added something (an event, attributes, a chat line, a command):
+    # an open contact quiet for `Rules.idle_contact_seconds` is abandoned. None: created_at.
+    active_at: float | None = None
     finished_at: float | None = None
+    # This contact's map entry, encoded once (see `packed`); not part of its value.
+    _packed: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -107,8 +165,106 @@ class Contact(BaseModel):
         """A supervisor's monitoring leg and a refused second chat never get Zendesk work."""
         return not self.monitoring and self.refused is None
 
+    @property
+    def last_active(self) -> float:
+        return self.created_at if self.active_at is None else self.active_at
 
-class MediaState(BaseModel):
+    def evolve(self, **changes: Any) -> "Contact":
+        """This contact with `changes` (field names only); a cheap `dataclasses.replace`.
+
+        One dict copy instead of a field-by-field rebuild: contacts are replaced on every
+        event that adds something, so this is on the daemon's hottest path.
+        """
+        assert _CONTACT_FIELD_SET.issuperset(changes), changes
+        new = object.__new__(Contact)
+        values = new.__dict__
+        values.update(self.__dict__)
+        values.update(changes)
+        values["_packed"] = None
+        return new
+
+    def view_values(self) -> tuple[Any, ...]:
+        """The values of `VIEW_FIELDS`, in that order: what tabs see of this contact."""
+        values: tuple[Any, ...] = _VIEW_GETTER(self.__dict__)
+        return values
+
+    @classmethod
+    def new(cls, **values: Any) -> "Contact":
+        """A contact from field values, the rest defaulted: what `Contact(...)` does, without
+        the frozen dataclass's guarded set of each of its 35 fields (contacts are made on the
+        hot path, and again for each one when an agent is loaded)."""
+        assert _CONTACT_FIELD_SET.issuperset(values) and values.keys() >= _CONTACT_REQUIRED
+        contact = object.__new__(cls)
+        state = contact.__dict__
+        state.update(_CONTACT_DEFAULTS)
+        for name, factory in _CONTACT_FACTORIES:
+            state[name] = factory()
+        state.update(values)
+        return contact
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for msgpack (tuples pack as arrays; maps are dicts already)."""
+        data = dict(self.__dict__)
+        data.pop("_packed", None)
+        for name in _CONTACT_MAPS:
+            if type(data[name]) is not dict:
+                data[name] = dict(data[name])
+        if self.commands:
+            data["commands"] = [_as_dict(c) for c in self.commands]
+        if self.chat:
+            data["chat"] = [_as_dict(line) for line in self.chat]
+        if self.click_to_dial is not None:
+            data["click_to_dial"] = self.click_to_dial.model_dump(mode="json")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Contact":
+        """The inverse of `to_dict` (also accepts sequences where tuples are kept)."""
+        values = dict(data)
+        values["events_seen"] = tuple(values.get("events_seen", ()))
+        values["warnings"] = tuple(values.get("warnings", ()))
+        values["commands"] = tuple(
+            c if isinstance(c, AgentCommand) else AgentCommand(**c)
+            for c in values.get("commands", ())
+        )
+        values["chat"] = tuple(
+            c if isinstance(c, ChatLine) else ChatLine(**c) for c in values.get("chat", ())
+        )
+        ctd = values.get("click_to_dial")
+        if isinstance(ctd, Mapping):
+            values["click_to_dial"] = ClickToDial.model_validate(ctd)
+        return cls.new(**values)
+
+    def packed(self) -> bytes:
+        """The contact's entry in the encoded contacts map (its id, then its fields, in
+        msgpack); computed on first use and kept with the value."""
+        if self._packed is None:
+            object.__setattr__(self, "_packed", _pack(self.contact_id) + _pack(self.to_dict()))
+        assert self._packed is not None
+        return self._packed
+
+
+def _as_dict(value: AgentCommand | ChatLine) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in fields(value)}
+
+
+_CONTACT_FIELD_SET = frozenset(f.name for f in fields(Contact) if f.init)
+_CONTACT_REQUIRED = frozenset(
+    f.name for f in fields(Contact) if f.default is MISSING and f.default_factory is MISSING
+)
+_CONTACT_DEFAULTS = {f.name: f.default for f in fields(Contact) if f.default is not MISSING}
+_CONTACT_FACTORIES = tuple(
+    (f.name, f.default_factory) for f in fields(Contact) if f.default_factory is not MISSING
+)
+_CONTACT_MAPS = tuple(name for name, _ in _CONTACT_FACTORIES)
+REPORTED_FIELDS = tuple(f.name for f in fields(Contact) if f.metadata.get("source") == "first")
+FILLED_FIELDS = tuple(f.name for f in fields(Contact) if f.metadata.get("source") == "fill")
+VIEW_FIELDS = tuple(f.name for f in fields(Contact) if f.metadata.get("view"))
+_VIEW_GETTER = operator.itemgetter(*VIEW_FIELDS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaState:
     media_less: bool
     gate: MediaGate
     signed_in: bool = False
@@ -116,16 +272,39 @@ class MediaState(BaseModel):
     in_call: bool = False
     audio_lost: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
-class AgentState(BaseModel):
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentState:
+    """One agent's tabs and contacts, and indexes derived from them (never stored).
+
+    `contacts` keeps creation order. The indexes let the core find what time may change
+    without walking every contact: `open_ids` (unfinished contacts in creation order, a
+    mapping to None used as an ordered set), `finish_order` (finished contacts, oldest finish
+    first: the pruning queue) and `owned` (contacts by owning tab, `None` for contacts
+    without an owner). `forgotten` is in the order contacts were pruned. The core keeps the
+    indexes in step with every change; `build_state` computes them when a state is decoded.
+    """
+
     agent_id: str
-    tabs: dict[str, Tab] = Field(default_factory=dict)
-    contacts: dict[str, Contact] = Field(default_factory=dict)
+    tabs: Mapping[str, Tab] = field(default_factory=dict)
+    contacts: Mapping[str, Contact] = field(default_factory=dict)
     media: MediaState
-    published_media: dict[str, Any] | None = None  # last media view sent, to diff against
+    published_media: Mapping[str, Any] | None = None  # last media view sent, to diff against
     # Contacts pruned after retention, and when: Streams re-fires events of old contacts after
     # a CCP reconnects, and those must not bring a finished contact (and its workflow) back.
-    forgotten: dict[str, float] = Field(default_factory=dict)
+    forgotten: Mapping[str, float] = field(default_factory=dict)
+    open_ids: Mapping[str, None] = field(default_factory=dict, compare=False)
+    finish_order: Mapping[str, float] = field(default_factory=dict, compare=False)
+    owned: Mapping[str | None, frozenset[str]] = field(default_factory=dict, compare=False)
+    contact_bytes: int = field(default=0, compare=False)  # sum of the contacts' encodings
+    # The encoding of `contacts` in segments (see `Segments`), made by `to_bytes` from the
+    # previous state's segments and the contacts changed since; never part of the value.
+    segment_base: "Segments | None" = field(default=None, compare=False, repr=False)
+    segment_changes: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    _segments: "Segments | None" = field(default=None, compare=False, repr=False)
 
     def zendesk_identity(self) -> tuple[int | None, str | None]:
         """The agent's Zendesk user id and name, as the most recent tab's token gave them."""
@@ -135,11 +314,143 @@ class AgentState(BaseModel):
                 return tab.zendesk_user_id, tab.agent_name
         return None, next((t.agent_name for t in tabs if t.agent_name), None)
 
+    def encoded_segments(self) -> "Segments | None":
+        """The segments if `to_bytes` already made them (a new state builds on them)."""
+        return self._segments
+
+    def segments(self) -> "Segments":
+        """The contacts' encoding, re-encoding only the segments holding changed contacts."""
+        if self._segments is None:
+            if self.segment_base is None:
+                segments = Segments.build(self.contacts)
+            else:
+                segments = self.segment_base.after(self.contacts, self.segment_changes)
+            object.__setattr__(self, "_segments", segments)
+            object.__setattr__(self, "segment_base", None)  # keep no chain of old states
+        assert self._segments is not None
+        return self._segments
+
     def to_bytes(self) -> bytes:
-        packed: bytes = msgpack.packb(self.model_dump(mode="json"), use_bin_type=True)
-        return packed
+        """The aggregate as one msgpack map; contacts are spliced in from cached segments.
+
+        Costs the tabs, the tombstones and the segments holding contacts changed since the
+        state this one was made from (when that one was encoded), not every contact.
+        """
+        head = {
+            "agent_id": self.agent_id,
+            "media": self.media.to_dict(),
+            "published_media": self.published_media,
+            "forgotten": dict(self.forgotten),
+        }
+        packer = msgpack.Packer(use_bin_type=True)
+        parts = [packer.pack_map_header(len(head) + 2)]
+        parts.extend(packer.pack(k) + packer.pack(v) for k, v in head.items())
+        parts.append(packer.pack("tabs") + packer.pack_map_header(len(self.tabs)))
+        parts.extend(tab.packed() for tab in self.tabs.values())
+        parts.append(packer.pack("contacts") + packer.pack_map_header(len(self.contacts)))
+        parts.extend(segment.blob for segment in self.segments().parts)
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> "AgentState":
         data: Any = msgpack.unpackb(blob, raw=False)
-        return cls.model_validate(data)
+        contacts = {cid: Contact.from_dict(c) for cid, c in data["contacts"].items()}
+        return build_state(
+            agent_id=data["agent_id"],
+            tabs={tid: Tab(**t) for tid, t in data["tabs"].items()},
+            contacts=contacts,
+            media=MediaState(**data["media"]),
+            published_media=data["published_media"],
+            forgotten=data["forgotten"],
+        )
+
+
+SEGMENT_SIZE = 32  # contacts per cached segment of the encoding
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Consecutive contacts (creation order) and their map entries, encoded back to back."""
+
+    ids: tuple[str, ...]
+    members: frozenset[str]
+    blob: bytes
+
+    @classmethod
+    def encode(cls, contacts: Mapping[str, Contact], ids: tuple[str, ...]) -> "Segment":
+        blob = b"".join([contacts[cid].packed() for cid in ids])
+        return cls(ids, frozenset(ids), blob)
+
+
+@dataclass(frozen=True, slots=True)
+class Segments:
+    """The contacts map's encoding as segments, so a change re-encodes one segment."""
+
+    parts: tuple[Segment, ...]
+
+    @classmethod
+    def build(cls, contacts: Mapping[str, Contact]) -> "Segments":
+        ids = tuple(contacts)
+        return cls(
+            tuple(
+                Segment.encode(contacts, ids[i : i + SEGMENT_SIZE])
+                for i in range(0, len(ids), SEGMENT_SIZE)
+            )
+        )
+
+    def after(self, contacts: Mapping[str, Contact], changed: tuple[str, ...]) -> "Segments":
+        """These segments once the `changed` contacts (in the order first changed) were
+        replaced, added or dropped; a new contact goes at the end, as in `contacts`.
+        Untouched segments are kept as they are."""
+        parts: list[Segment] = []
+        placed: set[str] = set()
+        pending = frozenset(changed)
+        for segment in self.parts:
+            hit = pending & segment.members
+            if not hit:
+                parts.append(segment)
+                continue
+            placed |= hit
+            ids = tuple(cid for cid in segment.ids if cid in contacts)
+            if ids:
+                parts.append(Segment.encode(contacts, ids))
+        added = [cid for cid in changed if cid not in placed and cid in contacts]
+        if added:
+            tail = parts.pop().ids if parts and len(parts[-1].ids) < SEGMENT_SIZE else ()
+            ids = (*tail, *added)
+            parts.extend(
+                Segment.encode(contacts, ids[i : i + SEGMENT_SIZE])
+                for i in range(0, len(ids), SEGMENT_SIZE)
+            )
+        return Segments(tuple(parts))
+
+
+def build_state(
+    *,
+    agent_id: str,
+    tabs: Mapping[str, Tab],
+    contacts: Mapping[str, Contact],
+    media: MediaState,
+    published_media: Mapping[str, Any] | None,
+    forgotten: Mapping[str, float],
+) -> AgentState:
+    """An aggregate with its indexes computed from scratch (loading; the core updates them)."""
+    finished = sorted(
+        (c for c in contacts.values() if c.finished_at is not None),
+        key=lambda c: c.finished_at or 0.0,
+    )
+    owned: dict[str | None, frozenset[str]] = {}
+    for contact in contacts.values():
+        owned[contact.owner_tab] = owned.get(contact.owner_tab, frozenset()) | {contact.contact_id}
+    return AgentState(
+        agent_id=agent_id,
+        tabs=tabs,
+        contacts=contacts,
+        media=media,
+        published_media=published_media,
+        forgotten=dict(sorted(forgotten.items(), key=lambda item: item[1])),
+        open_ids={c.contact_id: None for c in contacts.values() if c.finished_at is None},
+        finish_order={c.contact_id: c.finished_at or 0.0 for c in finished},
+        owned=owned,
+        contact_bytes=sum(len(c.packed()) for c in contacts.values()),
+    )

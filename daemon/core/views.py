@@ -1,49 +1,42 @@
-"""Projections of the aggregate into what tabs see."""
+"""Projections of the aggregate into what tabs see.
 
-from daemon.core.state import AgentState, Contact, MediaState
+A contact's tab view is derived from the contact's own declaration (`state.VIEW_FIELDS`).
+"""
+
+from collections.abc import Iterable
+
+from daemon.core.state import VIEW_FIELDS, AgentState, Contact, MediaState
 from protocol.messages import ContactView, MediaView, Snapshot
 
 
 def contact_view(contact: Contact) -> ContactView:
-    return ContactView(
-        contact_id=contact.contact_id,
-        initial_contact_id=contact.initial_contact_id,
-        type=contact.type,
-        direction=contact.direction,
-        state=contact.state,
-        customer_endpoint=contact.customer_endpoint,
-        queue=contact.queue,
-        owner_tab=contact.owner_tab,
-        epoch=contact.epoch,
-        grace_until=contact.grace_until,
-        mode=contact.mode,
-        ticket_id=contact.ticket_id,
-        user_id=contact.user_id,
-        recording_paused=contact.recording_paused,
-        warnings=tuple(contact.warnings),
-    )
+    return ContactView.model_validate(dict(zip(VIEW_FIELDS, contact.view_values(), strict=True)))
 
 
-def media_view(state: AgentState, live_nodes: frozenset[str]) -> MediaView:
-    media: MediaState = state.media
-    present = any(
-        t.role == "media" and t.connected and t.node in live_nodes for t in state.tabs.values()
-    )
+def voice_active(contact: Contact) -> bool:
+    """The contact is a connected call of this agent's own: the media CCP carries its audio."""
+    return contact.type == "voice" and contact.state == "connected" and not contact.monitoring
+
+
+def build_media_view(media: MediaState, *, present: bool, contacts: Iterable[Contact]) -> MediaView:
+    """The media view from its inputs; `contacts` need only hold the open ones, oldest first."""
     ready = present and media.signed_in and media.microphone and not media.audio_lost
-    active = next(
-        (
-            c.contact_id
-            for c in state.contacts.values()
-            if c.type == "voice" and c.state == "connected" and not c.monitoring
-        ),
-        None,
-    )
+    active = next((c.contact_id for c in contacts if voice_active(c)), None)
     return MediaView(
         media_less=media.media_less,
         present=present,
         ready=ready,
         gate=media.gate,
         active_contact=active,
+    )
+
+
+def media_view(state: AgentState, live_nodes: frozenset[str]) -> MediaView:
+    present = any(
+        t.role == "media" and t.connected and t.node in live_nodes for t in state.tabs.values()
+    )
+    return build_media_view(
+        state.media, present=present, contacts=(state.contacts[cid] for cid in state.open_ids)
     )
 
 

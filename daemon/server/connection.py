@@ -289,6 +289,9 @@ class TabConnection:
             outcome = await self.hub.apply(
                 agent, self._opened_event(hello, hello.tab_id, hello.session)
             )
+            if outcome.refusal is not None:  # a per-agent bound: this tab cannot join
+                await self._error(outcome.refusal.code, outcome.refusal.message)
+                raise _Closing(CloseCode.POLICY_VIOLATION, outcome.refusal.message)
             assert outcome.assignment is not None
             self.tab_id = outcome.assignment.tab_id
             self.session = outcome.assignment.session

@@ -5,6 +5,12 @@ commit with a version check, retry on conflict. Effects come out as stream envel
 store delivers them to every node's subscribers) and workflow wake-ups. Everything that
 touches time (ticks, node liveness) is here; the rules are in `daemon.core`.
 
+There is no global sweep. Time-driven work runs from each agent's own deadline
+(`next_deadline`, one timer per local agent, re-armed after every event); a change of the
+live node set ticks only the agents with a tab on a node that came or went; a change
+committed by another node re-reads that agent soon after. Loops over many agents yield to
+the event loop every `YIELD_EVERY` agents, so no background job stalls the tabs.
+
 Delivery does not trust pub/sub (DESIGN invariant 8). Per local agent the hub remembers the
 newest stream position its tabs were handed (`_seen`); `sync_positions`, run on every
 resubscription and periodically, compares it with the stream's head and fans out whatever was
@@ -18,9 +24,9 @@ exist while it has tabs here (or an event in flight) and are dropped with the la
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -30,13 +36,28 @@ from daemon.core.events import AgentEvent, Context, Rules, TabClosed, Tick
 from daemon.core.state import AgentState
 from daemon.server.metrics import Metrics
 from daemon.store.base import Envelope, Store, StoreUnavailable, StreamEntry, Subscription
+from protocol.errors import ErrorCode
 from protocol.messages import Notify
 
 log = structlog.get_logger("switchboard.hub")
 
 MAX_COMMIT_ATTEMPTS = 16
+YIELD_EVERY = 200  # agents handled between two yields to the event loop
+# A change another node committed is picked up (deadlines re-read, tabs reconciled) this
+# long after it is seen, so a burst of remote events costs one re-read per agent.
+REMOTE_REFRESH_SECONDS = 0.5
+TICK_RETRY_SECONDS = 1.0  # a tick that failed (store down) is tried again after this
 SYNC_SECONDS = 3.0  # how often idle agents' positions are compared with their streams
 SYNC_BATCH = 200  # agents per batched head read; the loop yields between batches
+BOUND_CODES = frozenset(
+    {
+        ErrorCode.TOO_MANY_CONTACTS,
+        ErrorCode.TOO_MANY_TABS,
+        ErrorCode.TOO_MANY_ATTRIBUTES,
+        ErrorCode.TOO_MANY_CHAT_LINES,
+        ErrorCode.STATE_TOO_LARGE,
+    }
+)
 
 
 class StoreContention(Exception):
@@ -96,23 +117,49 @@ class AgentHub:
         self.node_id = node_id
         self.metrics = metrics
         self.clock = clock
-        self.live_nodes: frozenset[str] = frozenset({node_id})
+        self._live_nodes: frozenset[str] = frozenset({node_id})
+        self._live_here = self._live_nodes  # the live set, always with this node in it
         self.on_wake: WakeCallback | None = None
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, _AgentLock] = {}
         self._sinks: dict[str, set[Sink]] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._subscribing: dict[str, asyncio.Future[None]] = {}
-        self._seen: dict[str, tuple[str, int]] = {}
+        self._seen: dict[str, tuple[str, int]] = {}  # newest entry handed to local tabs
         self._gaps: set[str] = set()
         self._gap_sync: asyncio.Task[None] | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._due: dict[str, float] = {}  # when each agent's timer fires (clock time)
+        self._planned: dict[str, AgentState] = {}  # the state each timer was set from
+        self._open: dict[str, int] = {}  # unfinished contacts per local agent, last seen
+        self._open_total = 0
+        self._suspect: set[str] = set()  # agents whose stored tabs disagree with our sockets
+        self._background: set[asyncio.Task[None]] = set()
         self._unrecorded_closes: list[tuple[str, TabClosed]] = []
+
+    @property
+    def live_nodes(self) -> frozenset[str]:
+        return self._live_nodes
+
+    @live_nodes.setter
+    def live_nodes(self, nodes: frozenset[str]) -> None:
+        """Take the store's live set; agents with tabs on a node that came or went tick."""
+        changed = nodes ^ self._live_nodes
+        self._live_nodes = nodes
+        self._live_here = nodes | {self.node_id}
+        if changed:
+            self._planned.clear()  # node timeouts in every deadline depend on the live set
+            self._spawn(self._nodes_changed(changed))
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- applying events ----------------------------------------------------------------
 
     def context(self) -> Context:
-        return Context(now=self.clock(), live_nodes=self.live_nodes | {self.node_id})
+        return Context(now=self.clock(), live_nodes=self._live_here)
 
     async def load(self, agent: str, *, fresh: bool = False) -> tuple[int, AgentState]:
         """The agent's state: cached, or (fresh) re-read, decoding only if it changed."""
@@ -129,6 +176,48 @@ class AgentHub:
         )
         self._remember(agent, _Cached(stored.version, state))
         return stored.version, state
+
+    def _remember(self, agent: str, cached: _Cached) -> None:
+        """Cache an agent's state and keep the open-contacts gauge in step (no walk).
+
+        Only while the agent has tabs here: an admin page, a workflow run or a hostile
+        `/admin/agents/<random>` loop must not grow the cache. A state in which one of our
+        sockets' tabs is gone, closed or held by another connection (a peer's stale view, a
+        resume elsewhere) marks the agent for `sweep`.
+        """
+        sinks = self._sinks.get(agent)
+        if sinks:
+            self._cache[agent] = cached
+            tabs = cached.state.tabs
+            for sink in sinks:
+                tab = tabs.get(sink.tab_id)
+                if tab is None or not tab.connected or tab.conn_id != sink.conn_id:
+                    self._suspect.add(agent)
+                    break
+            count = len(cached.state.open_ids)
+            self._open_total += count - self._open.get(agent, 0)
+            self._open[agent] = count
+            self.metrics.contacts.set(self._open_total)
+
+    def _attached(self, agent: str) -> None:
+        """A local tab of `agent` exists: count its contacts and arm its deadline."""
+        cached = self._cache.get(agent)
+        if cached is None:
+            self._arm(agent, self.clock() + REMOTE_REFRESH_SECONDS)
+        elif agent not in self._open:
+            self._remember(agent, cached)
+            self._schedule_tick(agent, cached.state)
+
+    def _forget(self, agent: str) -> None:
+        """The agent has no tab here any more: drop its cache, timer and gauge share."""
+        self._cache.pop(agent, None)
+        self._suspect.discard(agent)
+        self._open_total -= self._open.pop(agent, 0)
+        self._planned.pop(agent, None)
+        self._seen.pop(agent, None)
+        self._gaps.discard(agent)
+        self.metrics.contacts.set(self._open_total)
+        self._disarm(agent)
 
     async def apply(self, agent: str, event: AgentEvent) -> Outcome:
         """Apply one event atomically; on a version conflict reload and re-run the core.
@@ -152,7 +241,12 @@ class AgentHub:
                     if stored.version != version:
                         fresh = True
                         continue
-                if outcome.refusal is not None or not outcome.changed:
+                if outcome.refusal is not None:
+                    if outcome.refusal.code in BOUND_CODES:
+                        self.metrics.bound_refusals.labels(bound=outcome.refusal.code.value).inc()
+                    return outcome
+                if not outcome.changed:
+                    self._schedule_tick(agent, state)  # a tick may have fired a bit early
                     return outcome
                 for effect in outcome.effects:
                     if isinstance(effect, WakeWorkflow) and effect.contact_id not in state.contacts:
@@ -168,14 +262,14 @@ class AgentHub:
                     )
                     for p in publishes
                 ]
-                entries = await self.store.commit_agent(
-                    agent, version, outcome.state.to_bytes(), envelopes
-                )
+                blob = outcome.state.to_bytes()
+                entries = await self.store.commit_agent(agent, version, blob, envelopes)
                 if entries is None:
                     self.metrics.conflicts.inc()
                     fresh = True
                     continue
                 last = entries[-1] if entries else None
+                self.metrics.state_bytes.observe(len(blob))
                 self._remember(
                     agent,
                     _Cached(
@@ -189,7 +283,7 @@ class AgentHub:
                 # nothing waits on a subscription that is still reconnecting. Each tab's cursor
                 # drops the second copy.
                 for entry in entries:
-                    self._fan_out(agent, entry)
+                    self._fan_out(agent, entry, ours=True)
                 self._after_commit(agent, state, outcome)
                 self.metrics.event_seconds.observe(time.perf_counter() - started)
                 return outcome
@@ -197,8 +291,10 @@ class AgentHub:
 
     def _after_commit(self, agent: str, before: AgentState, outcome: Outcome) -> None:
         after = outcome.state
-        for cid, contact in after.contacts.items():
-            old = before.contacts.get(cid)
+        for cid in outcome.touched:
+            contact, old = after.contacts.get(cid), before.contacts.get(cid)
+            if contact is None:
+                continue  # pruned
             if old is None:
                 self.metrics.elections.inc()
                 log.info("contact_elected", agent=agent, contact=cid, owner=contact.owner_tab)
@@ -219,33 +315,71 @@ class AgentHub:
                 if isinstance(effect, WakeWorkflow):
                     self.on_wake(agent, effect.contact_id)
 
+    # -- time ----------------------------------------------------------------------------
+
     def _schedule_tick(self, agent: str, state: AgentState) -> None:
-        deadline = next_deadline(state, self.rules)
+        """Arm the agent's timer for its next deadline (only local agents have one)."""
+        if agent not in self._sinks:
+            self._disarm(agent)
+            return
+        if self._planned.get(agent) is state:
+            return
+        self._planned[agent] = state
+        deadline = next_deadline(state, self.rules, self._live_here)
+        if deadline is not None:
+            # A timer set for sooner stays: if it fires early, that tick changes nothing
+            # and schedules again from the state it finds.
+            self._arm(agent, deadline)
+
+    def _arm(self, agent: str, when: float) -> None:
+        """Tick the agent at `when` (clock time), unless its timer already fires sooner."""
+        if agent in self._timers and self._due[agent] <= when:
+            return
+        self._disarm(agent)
+        delay = max(0.0, when - self.clock()) + 0.01
+        self._timers[agent] = asyncio.get_running_loop().call_later(delay, self._tick_soon, agent)
+        self._due[agent] = when
+
+    def _disarm(self, agent: str) -> None:
         timer = self._timers.pop(agent, None)
+        self._due.pop(agent, None)
         if timer is not None:
             timer.cancel()
-        if deadline is None or agent not in self._sinks:
-            return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, deadline - self.clock()) + 0.01
-        self._timers[agent] = loop.call_later(delay, self._tick_soon, agent)
 
     def _tick_soon(self, agent: str) -> None:
         self._timers.pop(agent, None)
-        asyncio.get_running_loop().create_task(self.tick(agent))
+        self._due.pop(agent, None)
+        self._planned.pop(agent, None)
+        self._spawn(self.tick(agent))
 
     async def tick(self, agent: str) -> None:
         try:
             await self.apply(agent, Tick())
-        except Exception as e:  # the next sweep tries again; a tick must never kill the loop
+        except Exception as e:  # a tick must never kill the loop: try again a little later
             log.warning("tick_failed", agent=agent, error=repr(e))
+            if agent in self._sinks:
+                self._arm(agent, self.clock() + TICK_RETRY_SECONDS)
+
+    async def _nodes_changed(self, nodes: frozenset[str]) -> None:
+        """Tick the local agents with a tab on one of `nodes` (or whose state is unknown)."""
+        for index, agent in enumerate(list(self._sinks)):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            cached = self._cache.get(agent)
+            if cached is None or any(t.node in nodes for t in cached.state.tabs.values()):
+                await self.tick(agent)
 
     def remember_close(self, agent: str, closed: TabClosed) -> None:
         """A close the store could not take now; `sweep` records it once the store is back."""
         self._unrecorded_closes.append((agent, closed))
 
     async def sweep(self) -> None:
-        """Tick every local agent: node deaths and grace expiries seen by peers count here too."""
+        """Record closes the store missed, and reconcile the agents whose stored tabs
+        disagree with our sockets (noticed whenever a state is cached).
+
+        Costs the agents that need it, not every local agent: deadlines have their own
+        timers.
+        """
         pending, self._unrecorded_closes = self._unrecorded_closes, []
         for index, (agent, closed) in enumerate(pending):
             try:
@@ -253,18 +387,11 @@ class AgentHub:
             except Exception:
                 self._unrecorded_closes.extend(pending[index:])
                 return
-        for agent in list(self._sinks):
-            await self.tick(agent)
+        suspects, self._suspect = self._suspect, set()
+        for index, agent in enumerate(suspects):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             await self._reconcile(agent)
-        self.metrics.contacts.set(
-            sum(
-                1
-                for agent in self._sinks
-                if agent in self._cache
-                for c in self._cache[agent].state.contacts.values()
-                if not c.finished
-            )
-        )
 
     async def _reconcile(self, agent: str) -> None:
         """Make the stored tabs agree with the sockets this node really holds.
@@ -285,6 +412,7 @@ class AgentHub:
                     await sink.reregister()
                 except Exception as e:  # the next sweep tries again
                     log.warning("reregister_failed", agent=agent, tab=sink.tab_id, error=repr(e))
+                    self._suspect.add(agent)
 
     # -- local tabs and delivery ----------------------------------------------------------
 
@@ -297,6 +425,7 @@ class AgentHub:
         to come back later) and the next attach tries again.
         """
         self._sinks.setdefault(agent, set()).add(sink)
+        self._attached(agent)
         while agent in self._sinks and agent not in self._subscriptions:
             pending = self._subscribing.get(agent)
             if pending is None:
@@ -337,12 +466,7 @@ class AgentHub:
         sinks.discard(sink)
         if not sinks:
             del self._sinks[agent]
-            self._cache.pop(agent, None)
-            self._seen.pop(agent, None)
-            self._gaps.discard(agent)
-            timer = self._timers.pop(agent, None)
-            if timer is not None:
-                timer.cancel()
+            self._forget(agent)
             subscription = self._subscriptions.pop(agent, None)
             if subscription is not None:
                 with contextlib.suppress(Exception):
@@ -358,17 +482,33 @@ class AgentHub:
         """Drop every cached aggregate: after a store outage, versions may have restarted."""
         self._cache.clear()
 
-    def _fan_out(self, agent: str, entry: StreamEntry) -> None:
+    def _fan_out(self, agent: str, entry: StreamEntry, *, ours: bool = False) -> None:
+        """Hand a stream entry to the agent's local tabs, once.
+
+        Our own entries come twice (from the commit, `ours`, and from the store's pub/sub,
+        before or after it): the second copy is not delivered. Nor is an older entry that
+        arrives after a newer one was delivered: a tab that missed it sees the gap at the
+        newer one and re-reads the stream.
+        """
+        seen = self._seen.get(agent)
+        if seen is not None and seen[0] == entry.epoch and entry.seq <= seen[1]:
+            return
+        cached = self._cache.get(agent)
         # An entry the cache does not reflect was committed by another node (or the store
         # lost its history and started again): the cache can no longer be trusted.
-        cached = self._cache.get(agent)
-        if cached is not None and (
-            cached.seq is None or entry.epoch != cached.epoch or entry.seq > cached.seq
+        if (
+            not ours
+            and cached is not None
+            and (cached.seq is None or entry.epoch != cached.epoch or entry.seq > cached.seq)
         ):
             del self._cache[agent]
-        self._advance(agent, (entry.epoch, entry.seq))
-        for sink in list(self._sinks.get(agent, ())):
-            sink.deliver(entry)
+            if agent in self._sinks:  # re-read it soon: its deadlines may have changed
+                self._arm(agent, self.clock() + REMOTE_REFRESH_SECONDS)
+        sinks = self._sinks.get(agent)
+        if sinks:
+            self._seen[agent] = (entry.epoch, entry.seq)
+            for sink in list(sinks):
+                sink.deliver(entry)
 
     def _advance(self, agent: str, position: tuple[str, int]) -> None:
         """Record that this node's tabs were handed the stream up to `position`."""
@@ -437,14 +577,6 @@ class AgentHub:
         for entry in missed:
             self._fan_out(agent, entry)
 
-    # -- bounding memory to the local tabs ------------------------------------------------
-
-    def _remember(self, agent: str, cached: _Cached) -> None:
-        """Cache an agent's state only while it has tabs here: an admin page, a workflow run
-        or a hostile `/admin/agents/<random>` loop must not grow the cache."""
-        if agent in self._sinks:
-            self._cache[agent] = cached
-
     @contextlib.asynccontextmanager
     async def _locked(self, agent: str) -> AsyncIterator[None]:
         """Serialise events of one agent; the lock is dropped when nobody holds or awaits it."""
@@ -470,6 +602,9 @@ class AgentHub:
             "subscribing": len(self._subscribing),
             "seen": len(self._seen),
             "timers": len(self._timers),
+            "due": len(self._due),
+            "planned": len(self._planned),
+            "open": len(self._open),
         }
 
     def local_agents(self) -> dict[str, int]:
@@ -482,9 +617,10 @@ class AgentHub:
     async def close(self) -> None:
         if self._gap_sync is not None:
             self._gap_sync.cancel()
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        for agent in list(self._timers):
+            self._disarm(agent)
+        for task in list(self._background):
+            task.cancel()
         for subscription in self._subscriptions.values():
             with contextlib.suppress(Exception):
                 await subscription.close()

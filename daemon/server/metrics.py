@@ -94,6 +94,9 @@ class ZendeskObserver:
         self.wait_seconds.labels(cause=cause).inc(seconds)
 
 
+STATE_BYTES = (1e3, 1e4, 1e5, 1e6, 4e6, 1.6e7)  # buckets up to four times the default bound
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -192,6 +195,12 @@ class Metrics:
             "Amazon Connect API call time, retries included",
             ["operation"],
             registry=r,
+        )
+        self.bound_refusals = Counter(
+            "switchboard_bound_refusals_total", "Events refused by a bound", ["bound"], registry=r
+        )
+        self.state_bytes = Histogram(
+            "switchboard_state_bytes", "Committed agent state size", buckets=STATE_BYTES, registry=r
         )
         self.event_seconds = Histogram(
             "switchboard_event_duration_seconds",

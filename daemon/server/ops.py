@@ -111,7 +111,7 @@ def create_ops_app(
                 "agent": agent,
                 "version": version,
                 "tabs": [
-                    t.model_dump(mode="json", exclude={"session", "conn_id"})
+                    {k: v for k, v in t.to_dict().items() if k not in ("session", "conn_id")}
                     for t in state.tabs.values()
                 ],
                 "contacts": [

@@ -1,9 +1,15 @@
-"""The baseline: a bare `websockets` echo server, configured like the daemon (no compression)."""
+"""The baseline: a bare `websockets` echo server, configured like the daemon (no compression)
+and run on the same event loop implementation (`daemon.cli._run`: uvloop when installed)."""
 
 import asyncio
 import sys
+from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from daemon.cli import _run
 
 
 async def echo(ws: ServerConnection) -> None:
@@ -17,4 +23,4 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    _run(main(int(sys.argv[1])))

@@ -8,6 +8,7 @@ real embedded tab, epochs that only grow, refusals that change nothing, publicat
 match the state, and every connected page's view equal to the daemon's.
 """
 
+import copy
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, settings
@@ -88,8 +89,8 @@ class Page:
 class AgentMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.rules = Rules()
-        self.state: AgentState = new_agent("agent", self.rules)
+        self.agent_rules = Rules()
+        self.state: AgentState = new_agent("agent", self.agent_rules)
         self.now = 1000.0
         self.nodes: frozenset[str] = frozenset(NODES)
         self.pages: list[Page] = []
@@ -107,7 +108,7 @@ class AgentMachine(RuleBasedStateMachine):
         grace=st.sampled_from([0.0, 5.0, 30.0]),
     )
     def configure(self, failover: bool, media_less: bool, grace: float) -> None:
-        self.rules = Rules(
+        self.agent_rules = Rules(
             grace_seconds=grace,
             failover=failover,
             media_less=media_less,
@@ -115,7 +116,7 @@ class AgentMachine(RuleBasedStateMachine):
             tab_retention_seconds=120.0,
             node_timeout_seconds=10.0,
         )
-        self.state = new_agent("agent", self.rules)
+        self.state = new_agent("agent", self.agent_rules)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -125,10 +126,10 @@ class AgentMachine(RuleBasedStateMachine):
 
     def apply(self, event: AgentEvent) -> Outcome:
         before = self.state
-        before_dump = before.model_dump()
+        before_copy = copy.deepcopy(before)
         ctx = Context(now=self.now, live_nodes=self.nodes)
-        out = handle(before, event, ctx, self.rules)
-        assert before.model_dump() == before_dump, "handle mutated its input"
+        out = handle(before, event, ctx, self.agent_rules)
+        assert before == before_copy, "handle mutated its input"
         if out.refusal is not None:
             assert out.state is before and out.effects == () and not out.changed
         else:
@@ -445,10 +446,10 @@ class AgentMachine(RuleBasedStateMachine):
             if owner is not None and not owner.connected:
                 # A gone owner holds the contact only for its grace period.
                 assert contact.grace_until is not None and contact.grace_until > self.now
-            if contact.owner_tab is None and self.rules.failover:
+            if contact.owner_tab is None and self.agent_rules.failover:
                 assert not live_embedded, f"{cid} has no owner while a live tab could take it"
             previous = self.owners.get(cid)
-            if not self.rules.failover and previous is not None and contact.owner_tab:
+            if not self.agent_rules.failover and previous is not None and contact.owner_tab:
                 # Failover off: only a tab reporting the released contact may take it.
                 reporter = self.event.tab_id if isinstance(self.event, ContactReported) else None
                 assert contact.owner_tab in (previous, reporter), "failover is off"
@@ -505,19 +506,39 @@ class AgentMachine(RuleBasedStateMachine):
         assert len(connected_ids) == len(set(connected_ids)), "two live pages share a tab id"
 
     @invariant()
+    def time_has_nothing_left_to_do_right_now(self) -> None:
+        """Every event leaves what time decides applied: a tick at once changes nothing."""
+        if self.last is None:
+            return  # a new agent: its first event of any kind publishes the media view
+        out = handle(self.state, Tick(), Context(self.now, self.nodes), self.agent_rules)
+        assert not out.changed and out.state is self.state
+
+    @invariant()
+    def indexes_and_encoding_agree_with_a_rebuild(self) -> None:
+        """What the core keeps incrementally equals what a decode computes from scratch."""
+        blob = self.state.to_bytes()  # from the previous state's cached segments
+        rebuilt = AgentState.from_bytes(blob)
+        assert rebuilt == self.state
+        assert blob == rebuilt.to_bytes()  # the same bytes as an encoding from scratch
+        assert list(rebuilt.open_ids) == list(self.state.open_ids)
+        assert dict(rebuilt.finish_order) == dict(self.state.finish_order)
+        assert dict(rebuilt.owned) == dict(self.state.owned)
+        assert rebuilt.contact_bytes == self.state.contact_bytes
+
+    @invariant()
     def next_deadline_is_when_time_alone_changes_the_agent(self) -> None:
         if self.last is None:
             return
-        deadline = next_deadline(self.state, self.rules)
+        deadline = next_deadline(self.state, self.agent_rules)
         assert deadline is None or deadline > self.now
         if any(t.connected and t.node not in self.nodes for t in self.state.tabs.values()):
             return  # node timeouts depend on the live set, which the state does not hold
         quiet = self.now + 10_000 if deadline is None else deadline - 0.001
         if quiet > self.now:
-            out = handle(self.state, Tick(), Context(quiet, self.nodes), self.rules)
+            out = handle(self.state, Tick(), Context(quiet, self.nodes), self.agent_rules)
             assert not out.changed, "a Tick before next_deadline changed the agent"
         if deadline is not None:
-            out = handle(self.state, Tick(), Context(deadline, self.nodes), self.rules)
+            out = handle(self.state, Tick(), Context(deadline, self.nodes), self.agent_rules)
             assert out.changed, "nothing happened at next_deadline"
 
 

@@ -5,6 +5,7 @@ what reaches the builders from an older daemon's journal, or from a future event
 never make planning raise (a raising plan failed the contact on every scan, for ever).
 """
 
+import dataclasses
 import math
 from typing import Any
 
@@ -49,7 +50,7 @@ def test_a_call_with_unrenderable_times_gets_its_voice_comment(bad: float, where
         times["connected"] = bad
     if where in ("ended", "both"):
         times["ended"] = bad
-    p, journal = drive(world, c.model_copy(update={"event_times": times}))
+    p, journal = drive(world, dataclasses.replace(c, event_times=times))
     assert p.done and "comment:voice" in journal
     (voice,) = [w for w in world.writes if isinstance(w, AddVoiceComment)]
     started = voice.data["started_at"]

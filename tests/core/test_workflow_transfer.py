@@ -1,5 +1,7 @@
 """The trust rule for transfers across agents (`daemon.core.workflow.transfer`), pure."""
 
+import dataclasses
+
 import pytest
 
 from daemon.core.workflow.transfer import TRANSFER_WINDOW_SECONDS, first_reporter, refusal
@@ -15,21 +17,21 @@ def test_the_earliest_sighting_wins_and_a_tie_is_nobody() -> None:
 
 
 @pytest.mark.parametrize(
-    ("first_events", "first_extra", "second_at", "refused"),
+    ("first_events", "monitoring", "second_at", "refused"),
     [
-        (("incoming", "connected"), {}, T0 + 20, False),  # warm: the first leg is still on
-        (("incoming", "connected", "ended"), {}, T0 + 61 + TRANSFER_WINDOW_SECONDS, False),
-        (("incoming", "connected", "ended"), {}, T0 + 62 + TRANSFER_WINDOW_SECONDS, True),
-        (("incoming", "connected"), {"monitoring": True}, T0 + 20, True),
-        (("incoming", "connected"), {}, T0 - 1, True),  # named a contact that came later
+        (("incoming", "connected"), False, T0 + 20, False),  # warm: the first leg is still on
+        (("incoming", "connected", "ended"), False, T0 + 61 + TRANSFER_WINDOW_SECONDS, False),
+        (("incoming", "connected", "ended"), False, T0 + 62 + TRANSFER_WINDOW_SECONDS, True),
+        (("incoming", "connected"), True, T0 + 20, True),
+        (("incoming", "connected"), False, T0 - 1, True),  # named a contact that came later
     ],
 )
 def test_refusal(
-    first_events: tuple[str, ...], first_extra: dict[str, bool], second_at: float, refused: bool
+    first_events: tuple[str, ...], monitoring: bool, second_at: float, refused: bool
 ) -> None:
     first = contact(first_events, contact_id="c-0")  # ended, if it did, at T0 + 61
-    first = first.model_copy(update=first_extra)
+    first = dataclasses.replace(first, monitoring=monitoring)
     second = contact(contact_id="c-1", initial_contact_id="c-0")
-    second = second.model_copy(update={"created_at": second_at})
+    second = dataclasses.replace(second, created_at=second_at)
     assert (refusal(first, second) is not None) == refused
     assert refusal(None, second) is not None

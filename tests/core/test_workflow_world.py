@@ -248,7 +248,7 @@ def contact(
         "destroyed",
     ]
     state = max(seen, key=order.index) if seen else "incoming"
-    return Contact.model_validate(
+    return Contact.from_dict(
         {
             "contact_id": contact_id,
             "type": type,

@@ -44,7 +44,7 @@ def call(contact_id: str) -> Contact:
     return Contact(
         contact_id=contact_id,
         state="ended",
-        events_seen=["incoming", "connected", "ended"],
+        events_seen=("incoming", "connected", "ended"),
         event_times={"incoming": 1000.0, "connected": 1005.0, "ended": 1065.0},
         customer_endpoint="+447700900555",
         owner_tab="t-1",

@@ -200,7 +200,7 @@ def contact(
     times = {e: T0 + i for i, e in enumerate(events)}
     if "connected" in times and "ended" in times:
         times["ended"] = times["connected"] + 42
-    return Contact.model_validate(
+    return Contact.from_dict(
         {
             "contact_id": contact_id,
             "state": max(events, key=order.index),

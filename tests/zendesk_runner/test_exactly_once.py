@@ -5,6 +5,7 @@ of issue 11 and checks what Zendesk ends up with, and how many requests it took.
 """
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -36,13 +37,12 @@ def notices(rig: Rig, code: str) -> list[Any]:
 def resent(c: Contact, later: float = 300.0) -> Contact:
     """The same contact as a daemon that lost its store sees it when the tab re-sends its
     events: same facts, but every time is the new daemon's (minutes later)."""
-    return c.model_copy(
-        update={
-            "created_at": c.created_at + later,
-            "event_times": {e: t + later for e, t in c.event_times.items()},
-            "finished_at": (c.finished_at or 0) + later if c.finished_at else None,
-            "commands": [cmd.model_copy(update={"at": cmd.at + later}) for cmd in c.commands],
-        }
+    return dataclasses.replace(
+        c,
+        created_at=c.created_at + later,
+        event_times={e: t + later for e, t in c.event_times.items()},
+        finished_at=(c.finished_at or 0) + later if c.finished_at else None,
+        commands=tuple(dataclasses.replace(cmd, at=cmd.at + later) for cmd in c.commands),
     )
 
 
@@ -142,10 +142,10 @@ async def test_a_transfer_names_the_first_reporter_not_a_later_reuse(rig: Rig) -
     assert (await rig.run(contact(contact_id="c-0"), agent="agent-a")).done
     (ticket,) = rig.tickets()
     hostile = contact(contact_id="c-0", cli="+447700900999")
-    hostile = hostile.model_copy(update={"created_at": T0 + 10})
+    hostile = dataclasses.replace(hostile, created_at=T0 + 10)
     assert (await rig.run(hostile, agent="agent-b")).done  # B reuses c-0 later
     second = contact(contact_id="c-1", initial_contact_id="c-0")
-    assert (await rig.run(second.model_copy(update={"created_at": T0 + 50}))).done
+    assert (await rig.run(dataclasses.replace(second, created_at=T0 + 50))).done
     journal = await rig.store.journal_read(AGENT, "c-1")
     assert journal["lookup:transfer"]["agent"] == "agent-a"
     assert journal["lookup:transfer"]["ticket"]["id"] == ticket.id
@@ -168,11 +168,14 @@ async def test_a_transfer_outside_the_trust_rule_is_not_followed(
         assert (await rig.run(contact(contact_id="c-0"), agent="agent-a")).done
     (*others,) = rig.tickets()
     created = {"ended long ago": T0 + 43 + 301, "started later": T0 - 1}.get(case, T0 + 50)
-    second = contact(
-        contact_id="c-1",
-        initial_contact_id="c-0",
-        attributes={"force_ticket_creation": "no"},
-    ).model_copy(update={"created_at": created})
+    second = dataclasses.replace(
+        contact(
+            contact_id="c-1",
+            initial_contact_id="c-0",
+            attributes={"force_ticket_creation": "no"},
+        ),
+        created_at=created,
+    )
     comments = [len(t.comments) for t in others]
     assert (await rig.run(second)).done
     assert [len(t.comments) for t in others] == comments  # A's ticket untouched
@@ -186,7 +189,7 @@ async def test_a_warm_transfer_follows_a_first_leg_still_connected(rig: Rig) -> 
     assert (await rig.run(first, agent="agent-a")).reason == "waiting"
     (ticket,) = rig.tickets()
     second = contact(contact_id="c-1", initial_contact_id="c-0")
-    assert (await rig.run(second.model_copy(update={"created_at": T0 + 20}))).done
+    assert (await rig.run(dataclasses.replace(second, created_at=T0 + 20))).done
     assert rig.tickets() == [ticket] and len(voice_comments(rig)) == 1
 
 
@@ -371,7 +374,7 @@ async def test_on_redis_transfers_follow_the_first_reporter_and_survive_nothing_
         assert (await rig.run(contact(contact_id="c-0"), agent="agent-a")).done
         (ticket,) = rig.tickets()
         second = contact(contact_id="c-1", initial_contact_id="c-0")
-        second = second.model_copy(update={"created_at": T0 + 50})
+        second = dataclasses.replace(second, created_at=T0 + 50)
         assert (await rig.run(second)).done
         assert rig.tickets() == [ticket] and len(voice_comments(rig)) == 2
         comments = len(ticket.comments)
@@ -399,7 +402,7 @@ async def test_unrenderable_times_do_not_poison_the_workflow(rig: Rig, bad: floa
         ChatLine(message_id="2", participant="agent", text="Hi", sent_at=T0 + 1),
     ]
     c = contact(type="chat", cli=None, chat=lines, attributes={"customer_email": "ann@example.org"})
-    result = await rig.run(c.model_copy(update={"event_times": {**c.event_times, "ended": bad}}))
+    result = await rig.run(dataclasses.replace(c, event_times={**c.event_times, "ended": bad}))
     assert result.done and result.failures == 0
     (ticket,) = rig.tickets()
     (transcript,) = [x for x in ticket.comments if x.body.startswith("Chat transcript")]

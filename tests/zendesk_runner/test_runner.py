@@ -6,6 +6,7 @@ before any Zendesk write; injected 500s, timeouts and dropped answers; and the n
 Zendesk requests per contact on the three common paths (printed, bounded).
 """
 
+import dataclasses
 import time
 from typing import Any
 
@@ -140,7 +141,7 @@ async def test_transfer_from_another_agent_reaches_the_first_agents_ticket(rig: 
     assert (await rig.run(contact(contact_id="c-0"), agent="agent-a")).done
     (ticket,) = rig.tickets()
     second = contact(contact_id="c-1", initial_contact_id="c-0")
-    second = second.model_copy(update={"created_at": T0 + 50})  # after c-0 ended (T0 + 43)
+    second = dataclasses.replace(second, created_at=T0 + 50)  # after c-0 ended (T0 + 43)
     assert (await rig.run(second)).done
     assert rig.tickets() == [ticket] and voice_comments(rig) == 2
     assert any(r.ticket_id == ticket.id for r in rig.reports)
@@ -159,15 +160,14 @@ async def test_recent_ticket_is_reused(rig: Rig) -> None:
     assert (await rig.run(contact())).done
     again = contact(contact_id="c-2", attributes={"recent_ticket_timeout": "15"})
     # the sandbox clock says the first ticket was updated now; the contact arrives then too
-    again = again.model_copy(
-        update={
-            "created_at": rig.sandbox.now(),
-            "event_times": {
-                "incoming": rig.sandbox.now(),
-                "connected": rig.sandbox.now() + 1,
-                "ended": rig.sandbox.now() + 30,
-            },
-        }
+    again = dataclasses.replace(
+        again,
+        created_at=rig.sandbox.now(),
+        event_times={
+            "incoming": rig.sandbox.now(),
+            "connected": rig.sandbox.now() + 1,
+            "ended": rig.sandbox.now() + 30,
+        },
     )
     assert (await rig.run(again)).done
     assert len(rig.tickets()) == 1 and voice_comments(rig) == 2

@@ -1,0 +1,270 @@
+"""Daemon CPU per contact event, against a bare `websockets` echo server, read from /proc.
+
+    python tests/bench/event_cpu.py [--agents 20 --tabs 3 --contacts 40 --history 200]
+                                    [--root PATH]   # run the daemon of another checkout
+
+What is measured is the server process, not the client: the load runs in this process, the
+echo server and the daemon are separate processes, and each one's CPU time (user + system,
+`/proc/PID/stat`) is read before and after each phase. Both servers run on the same event
+loop implementation (`daemon.cli._run`: uvloop when installed), configured alike (no
+compression), in the same run, so the ratios travel between machines when absolute numbers
+do not.
+
+Phases (each tab reads everything the daemon sends it, as a browser tab would):
+- `echo`: every connection sends the daemon's messages to the echo server and waits for
+  each echo; CPU per message.
+- `fresh`: agents with no history; every tab of an agent reports every event (incoming,
+  connected, ended) of every contact, so two reports in three are duplicates, as with three
+  embedded CCPs. CPU per contact_event message received, and per distinct event.
+- `history`: the same, for agents that first got `--history` finished contacts each (kept
+  by the retention; filled by one tab, not measured).
+- `idle`: `--idle` tabs, one per agent, doing nothing for 5 s: the daemon's CPU for
+  background work (a per-agent sweep shows here; per-agent timers do not).
+
+Prints one JSON object with the µs figures and the two ratios the design targets:
+`fresh_vs_echo` (daemon CPU per contact_event message over echo CPU per message, target at
+most 2) and `history_vs_fresh` (target at most 1.5).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from daemon.server.auth import mint_token  # noqa: E402
+from tests.redis_servers import free_port  # noqa: E402
+
+SECRET = "bench-secret-bench-secret-bench-secret-0"
+ORIGIN = "http://bench.invalid"
+# Production settings: the daemon never calls Zendesk here (the contacts are supervisors'
+# monitoring legs, which get no workflow), so the account URL only has to be well-formed.
+DAEMON_SETTINGS = {
+    "SWITCHBOARD_SECRET": SECRET,
+    "SWITCHBOARD_ALLOWED_ORIGINS": json.dumps([ORIGIN]),
+    "SWITCHBOARD_ZENDESK_URL": "http://127.0.0.1:9",
+    "SWITCHBOARD_ZENDESK_EMAIL": "bench@example.com",
+    "SWITCHBOARD_ZENDESK_API_TOKEN": "bench",
+    "SWITCHBOARD_LOG_LEVEL": "warning",
+    "SWITCHBOARD_RATE_PER_SECOND": "100000",
+    "SWITCHBOARD_RATE_BURST": "100000",
+    "SWITCHBOARD_FINISHED_RETENTION_SECONDS": "86400",
+}
+EVENTS = ("incoming", "connected", "ended")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def spawn(
+    args: list[str], root: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    full.update(env or {})
+    full["PYTHONPATH"] = str(root)
+    return subprocess.Popen([sys.executable, *args], cwd=root, env=full, stdout=subprocess.DEVNULL)
+
+
+async def wait_port(port: int) -> None:
+    for _ in range(400):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError(port)
+
+
+def report(event: str, contact: str) -> str:
+    snap = {"contact_id": contact, "type": "voice", "monitoring": True}
+    return json.dumps({"type": "contact_event", "event": event, "contact": snap})
+
+
+class Tab:
+    """A raw tab: says hello, then reads (and counts) everything the daemon sends."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.ended: set[str] = set()
+        self.changed = asyncio.Event()
+        self.reader = asyncio.create_task(self.read())
+
+    @classmethod
+    async def open(cls, url: str, agent: str) -> "Tab":
+        ws = await connect(
+            url,
+            subprotocols=["switchboard.v1.json"],  # type: ignore[list-item]
+            origin=ORIGIN,  # type: ignore[arg-type]
+            compression=None,
+        )
+        await ws.send(json.dumps({"type": "hello", "token": mint_token(SECRET, agent)}))
+        return cls(ws)
+
+    async def read(self) -> None:
+        async for frame in self.ws:
+            message: dict[str, Any] = json.loads(frame)
+            # A tab that falls behind is sent a snapshot instead of the entries it missed.
+            views = message.get("contacts", []) if message.get("type") == "snapshot" else []
+            if message.get("type") == "contact":
+                views = [message["contact"]]
+            ended = {v["contact_id"] for v in views if v.get("state") == "ended"}
+            if ended:
+                self.ended |= ended
+                self.changed.set()
+
+    async def until_ended(self, contact: str) -> None:
+        while contact not in self.ended:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 60)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+
+
+async def drive(tabs: list[Tab], agent: str, contacts: range, reporters: int) -> int:
+    """Every reporting tab reports every event of every contact; all tabs see each end."""
+    sent = 0
+    for n in contacts:
+        contact = f"{agent}-c{n}"
+        for event in EVENTS:
+            frame = report(event, contact)
+            for tab in tabs[:reporters]:
+                await tab.ws.send(frame)
+                sent += 1
+        for tab in tabs:
+            await tab.until_ended(contact)
+    return sent
+
+
+async def daemon_phase(
+    url: str, pid: int, prefix: str, agents: int, tabs: int, contacts: int, history: int
+) -> dict[str, float]:
+    groups = [[await Tab.open(url, f"{prefix}-{a}") for _ in range(tabs)] for a in range(agents)]
+    if history:
+        await asyncio.gather(
+            *(drive(g, f"{prefix}-{a}", range(history), 1) for a, g in enumerate(groups))
+        )
+    await asyncio.sleep(0.3)  # let the daemon settle (fan-out, timers) before measuring
+    cpu, wall = cpu_seconds(pid), time.perf_counter()
+    sent = await asyncio.gather(
+        *(
+            drive(g, f"{prefix}-{a}", range(history, history + contacts), tabs)
+            for a, g in enumerate(groups)
+        )
+    )
+    cpu, wall = cpu_seconds(pid) - cpu, time.perf_counter() - wall
+    for group in groups:
+        for tab in group:
+            await tab.close()
+    messages = sum(sent)
+    return {
+        "messages": messages,
+        "cpu_seconds": round(cpu, 3),
+        "wall_seconds": round(wall, 3),
+        "cpu_us_per_message": round(cpu / messages * 1e6, 1),
+        "cpu_us_per_distinct_event": round(cpu / (messages / tabs) * 1e6, 1),
+    }
+
+
+async def idle_phase(url: str, pid: int, tabs: int, seconds: float) -> dict[str, float]:
+    """Daemon CPU while `tabs` tabs of as many agents sit idle: what background work costs."""
+    opened = [await Tab.open(url, f"idle-{n}") for n in range(tabs)]
+    await asyncio.sleep(2.0)  # greetings and their snapshots done
+    cpu = cpu_seconds(pid)
+    await asyncio.sleep(seconds)
+    cpu = cpu_seconds(pid) - cpu
+    for tab in opened:
+        await tab.close()
+    return {"tabs": tabs, "seconds": seconds, "cpu_percent": round(cpu / seconds * 100, 1)}
+
+
+async def echo_phase(port: int, pid: int, connections: int, messages: int) -> dict[str, float]:
+    sockets = [
+        await connect(f"ws://127.0.0.1:{port}", compression=None) for _ in range(connections)
+    ]
+    frame = report("incoming", "c-0000")
+
+    async def one(ws: ClientConnection) -> None:
+        for _ in range(messages):
+            await ws.send(frame)
+            await ws.recv()
+
+    cpu = cpu_seconds(pid)
+    await asyncio.gather(*(one(ws) for ws in sockets))
+    cpu = cpu_seconds(pid) - cpu
+    for ws in sockets:
+        await ws.close()
+    total = connections * messages
+    return {
+        "messages": total,
+        "cpu_seconds": round(cpu, 3),
+        "cpu_us_per_message": round(cpu / total * 1e6, 1),
+    }
+
+
+async def main(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    echo_port, ws_port = free_port(), free_port()
+    echo = spawn([str(ROOT / "tests/bench/echo_server.py"), str(echo_port)], ROOT)
+    daemon = spawn(
+        ["-m", "daemon.cli", "serve", "--ws-port", str(ws_port), "--http-port", str(free_port())],
+        root,
+        DAEMON_SETTINGS,
+    )
+    try:
+        await wait_port(echo_port)
+        await wait_port(ws_port)
+        url = f"ws://127.0.0.1:{ws_port}/ws"
+        shape = (args.agents, args.tabs, args.contacts)
+        per_connection = args.contacts * len(EVENTS)
+        echo_run = await echo_phase(echo_port, echo.pid, args.agents * args.tabs, per_connection)
+        await daemon_phase(url, daemon.pid, "warmup", 2, args.tabs, 5, 0)  # first-use costs
+        fresh = await daemon_phase(url, daemon.pid, "fresh", *shape, 0)
+        history = await daemon_phase(url, daemon.pid, "history", *shape, args.history)
+        idle = await idle_phase(url, daemon.pid, args.idle, 5.0) if args.idle else None
+        return {
+            "root": str(root),
+            "agents": args.agents,
+            "tabs_per_agent": args.tabs,
+            "contacts_per_agent": args.contacts,
+            "history_per_agent": args.history,
+            "echo": echo_run,
+            "fresh": fresh,
+            "history": history,
+            "idle": idle,
+            "fresh_vs_echo": round(fresh["cpu_us_per_message"] / echo_run["cpu_us_per_message"], 2),
+            "history_vs_fresh": round(
+                history["cpu_us_per_message"] / fresh["cpu_us_per_message"], 2
+            ),
+        }
+    finally:
+        for proc in (echo, daemon):
+            proc.terminate()
+            proc.wait(10)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--tabs", type=int, default=3)
+    parser.add_argument("--contacts", type=int, default=40)
+    parser.add_argument("--history", type=int, default=200)
+    parser.add_argument("--idle", type=int, default=1000, help="idle tabs (agents) afterwards")
+    parser.add_argument("--root", default=str(ROOT), help="checkout whose daemon is measured")
+    a = parser.parse_args()
+    print(json.dumps(asyncio.run(main(a, Path(a.root).resolve())), indent=2))

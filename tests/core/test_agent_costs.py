@@ -1,0 +1,239 @@
+"""The agent core's cost model and bounds (DESIGN.md invariant 7).
+
+An event costs what it touches: a duplicate is decided without a copy, a change replaces only
+the contact it concerns and shares the rest, and the indexes the core keeps for time agree
+with a rebuild from scratch. Every per-agent quantity has a bound with a typed refusal that
+changes nothing.
+"""
+
+import pytest
+
+from daemon.core.agent import next_deadline
+from daemon.core.effects import Publish, WakeWorkflow
+from daemon.core.events import ChatReported, Rules
+from daemon.core.state import (
+    FILLED_FIELDS,
+    REPORTED_FIELDS,
+    VIEW_FIELDS,
+    AgentState,
+    Contact,
+)
+from daemon.core.views import contact_view
+from protocol.errors import ErrorCode
+from protocol.messages import ChatMessage, ContactSnapshot, ContactView, Forget
+from tests.core.test_agent import Harness, contact_pubs, of_type
+
+N1 = "n1"
+
+
+def with_history(finished: int, rules: Rules | None = None) -> tuple[Harness, list[str]]:
+    """An agent with three tabs and `finished` retained finished contacts."""
+    h = Harness(rules)
+    tabs = [h.new_tab() for _ in range(3)]
+    for n in range(finished):
+        h.report(tabs[0], "connected", f"old-{n}", at=1000 + n * 0.01)
+        h.report(tabs[0], "ended", f"old-{n}")
+    return h, tabs
+
+
+def assert_indexes_match_a_rebuild(state: AgentState) -> None:
+    rebuilt = AgentState.from_bytes(state.to_bytes())
+    assert rebuilt == state
+    assert dict(rebuilt.open_ids) == dict(state.open_ids)
+    assert list(rebuilt.open_ids) == list(state.open_ids)  # creation order
+    assert dict(rebuilt.finish_order) == dict(state.finish_order)
+    assert {k: v for k, v in rebuilt.owned.items() if v} == dict(state.owned)
+    assert rebuilt.contact_bytes == state.contact_bytes
+
+
+# -- cost ----------------------------------------------------------------------------------------
+
+
+def test_a_duplicate_report_is_decided_without_a_copy() -> None:
+    h, tabs = with_history(20)
+    h.report(tabs[0], "connected", "c1", attributes={"a": "1"})
+    before = h.state
+    for tab in tabs[1:]:
+        out = h.report(tab, "connected", "c1", attributes={"a": "1"})
+        assert out.state is before and not out.changed and out.effects == ()
+        assert out.touched == ()
+
+
+def test_an_event_replaces_only_what_it_touches() -> None:
+    h, tabs = with_history(200)
+    h.report(tabs[0], "incoming", "c1")
+    before = h.state
+    out = h.report(tabs[1], "connected", "c1")
+    after = out.state
+    assert out.touched == ("c1",)
+    assert after.tabs is before.tabs  # no tab changed: the map itself is shared
+    shared = [cid for cid in before.contacts if after.contacts[cid] is before.contacts[cid]]
+    assert shared == [cid for cid in before.contacts if cid != "c1"]
+    # Their encodings are reused as they are, not recomputed.
+    assert all(after.contacts[cid].packed() is before.contacts[cid].packed() for cid in shared)
+    assert [v.state for v in contact_pubs(out)] == ["connected"]
+    assert_indexes_match_a_rebuild(after)
+
+
+def test_a_contact_event_alone_does_not_republish_the_media_view() -> None:
+    h, tabs = with_history(0)
+    h.report(tabs[0], "incoming", "c1")
+    out = h.report(tabs[0], "incoming", "c1", attributes={"x": "y"})
+    # Attributes are not in the tab view: the workflow is woken, no tab is told anything.
+    assert out.changed and out.effects == (WakeWorkflow("c1"),)
+    # A voice call connecting changes the media view's active contact: that one is published.
+    out = h.report(tabs[0], "connected", "c1")
+    names = [type(e.message).__name__ for e in out.effects if isinstance(e, Publish)]
+    assert names == ["ContactMessage", "Media"]
+
+
+def test_indexes_follow_pruning_failover_and_closing() -> None:
+    h, tabs = with_history(5, Rules(finished_retention_seconds=100, grace_seconds=10))
+    h.report(tabs[1], "connected", "c1", at=1050)
+    h.close(tabs[0], at=1051)  # owns the five finished contacts: they enter grace
+    assert_indexes_match_a_rebuild(h.state)
+    h.tick(1062)  # grace over: they fail over to tabs[1]
+    assert {c.owner_tab for c in h.state.contacts.values()} == {tabs[1]}
+    assert_indexes_match_a_rebuild(h.state)
+    out = h.tick(1101)  # the finished ones are pruned
+    assert set(h.state.contacts) == {"c1"}
+    assert [f.message.contact_ids for f in of_type(out, Forget)] == [
+        tuple(f"old-{n}" for n in range(5))
+    ]
+    assert_indexes_match_a_rebuild(h.state)
+
+
+def test_fields_are_declared_once_and_match_the_wire() -> None:
+    assert set(VIEW_FIELDS) == set(ContactView.model_fields)
+    assert set(REPORTED_FIELDS + FILLED_FIELDS) <= set(ContactSnapshot.model_fields)
+    h, tabs = with_history(0)
+    h.report(tabs[0], "connected", "c1", queue="Support", customer_endpoint="+4420")
+    view = contact_view(h.state.contacts["c1"])
+    # Built without validation, it is what validation would have built.
+    assert ContactView.model_validate(view.model_dump()) == view
+    assert view.queue == "Support" and view.customer_endpoint == "+4420"
+
+
+def test_a_contact_round_trips_through_its_own_bytes() -> None:
+    h, tabs = with_history(0)
+    h.report(
+        tabs[0], "connected", "c1", attributes={"a": "1"}, click_to_dial={"kind": "user", "id": 7}
+    )
+    h.command(tabs[0], "pause_recording", 1)
+    contact = h.state.contacts["c1"]
+    assert Contact.from_dict(contact.to_dict()) == contact
+    assert_indexes_match_a_rebuild(h.state)
+
+
+# -- bounds --------------------------------------------------------------------------------------
+
+
+def test_open_contacts_are_bounded_per_agent() -> None:
+    h = Harness(Rules(max_open_contacts=2))
+    t1 = h.new_tab()
+    h.report(t1, "incoming", "c1")
+    h.report(t1, "incoming", "c2")
+    before = h.state
+    out = h.report(t1, "incoming", "c3")
+    assert out.refusal is not None and out.refusal.code == ErrorCode.TOO_MANY_CONTACTS
+    assert h.state is before and "c3" not in h.state.contacts
+    assert h.report(t1, "connected", "c2").refusal is None  # known contacts still progress
+    h.report(t1, "ended", "c1")  # a finished contact no longer counts
+    assert h.report(t1, "incoming", "c3").refusal is None
+
+
+def test_tabs_are_bounded_and_closed_tabs_that_own_nothing_make_room() -> None:
+    h = Harness(Rules(max_tabs=2, grace_seconds=30))
+    t1, t2 = h.new_tab(), h.new_tab()
+    refused = h.open()
+    assert refused.refusal is not None and refused.refusal.code == ErrorCode.TOO_MANY_TABS
+    h.report(t1, "connected", "c1")
+    h.close(t1)  # owns c1 (in grace): it is kept for its reload
+    assert h.open().refusal is not None
+    h.close(t2)  # owns nothing: forgotten to make room
+    t3 = h.new_tab()
+    assert set(h.state.tabs) == {t1, t3}
+    # A reload of a known tab is never refused.
+    assert h.open(t1).refusal is None
+
+
+def test_attributes_are_bounded_across_reports() -> None:
+    h = Harness(Rules(max_attributes=3))
+    t1 = h.new_tab()
+    h.report(t1, "incoming", "c1", attributes={"a": "1", "b": "2"})
+    h.report(t1, "connected", "c1", attributes={"c": "3"})
+    before = h.state
+    out = h.report(t1, "ended", "c1", attributes={"d": "4"})
+    assert out.refusal is not None and out.refusal.code == ErrorCode.TOO_MANY_ATTRIBUTES
+    assert h.state is before
+    # At the bound, known attributes may still change.
+    assert h.report(t1, "ended", "c1", attributes={"a": "9"}).refusal is None
+    assert dict(h.state.contacts["c1"].attributes) == {"a": "9", "b": "2", "c": "3"}
+
+
+def test_chat_lines_are_bounded_per_contact() -> None:
+    h = Harness(Rules(max_chat_lines=2))
+    t1 = h.new_tab()
+    h.report(t1, "connected", "chat-1", type="chat")
+
+    def line(mid: str) -> ChatReported:
+        msg = ChatMessage(contact_id="chat-1", message_id=mid, participant="customer", text="x")
+        return ChatReported(tab_id=t1, message=msg)
+
+    assert h.apply(line("m1")).refusal is None
+    assert h.apply(line("m2")).refusal is None
+    out = h.apply(line("m3"))
+    assert out.refusal is not None and out.refusal.code == ErrorCode.TOO_MANY_CHAT_LINES
+    assert not h.apply(line("m2")).changed  # a repeat is still just a repeat
+    assert [c.message_id for c in h.state.contacts["chat-1"].chat] == ["m1", "m2"]
+
+
+def test_state_bytes_are_bounded_and_only_growth_is_refused() -> None:
+    h = Harness(Rules(max_state_bytes=6000))
+    t1 = h.new_tab()
+    big = "x" * 900
+    refused = None
+    for n in range(20):
+        out = h.report(t1, "incoming", f"c{n}", attributes={"note": big})
+        if out.refusal is not None:
+            refused = out.refusal
+            break
+    assert refused is not None and refused.code == ErrorCode.STATE_TOO_LARGE
+    assert h.state.contact_bytes <= 6000
+    # What does not grow the state still happens: a finish, a close.
+    assert h.report(t1, "ended", "c0").refusal is None
+    assert h.close(t1).refusal is None
+
+
+def test_an_open_contact_quiet_for_too_long_is_dropped() -> None:
+    h = Harness(Rules(idle_contact_seconds=100, finished_retention_seconds=50))
+    t1 = h.new_tab()
+    h.report(t1, "connected", "c1", at=1000)
+    h.report(t1, "connected", "c1", attributes={"a": "1"}, at=1040)  # news: still active
+    h.report(t1, "connected", "c1", attributes={"a": "1"}, at=1080)  # a repeat is not news
+    assert next_deadline(h.state, h.rules) == 1140
+    h.tick(1139)
+    assert "c1" in h.state.contacts
+    out = h.tick(1140)
+    assert "c1" not in h.state.contacts and "c1" in h.state.forgotten
+    assert [f.message.contact_ids for f in of_type(out, Forget)] == [("c1",)]
+    # A late report of the abandoned contact does not bring it back.
+    assert not h.report(t1, "connected", "c1", at=1141).changed
+
+
+def test_next_deadline_counts_node_timeouts_when_given_the_live_set() -> None:
+    h = Harness(nodes=(N1,))
+    h.new_tab(node="n9", at=1000)
+    assert next_deadline(h.state, h.rules) is None
+    assert next_deadline(h.state, h.rules, frozenset({N1})) == 1000 + h.rules.node_timeout_seconds
+    h.tick(1000 + h.rules.node_timeout_seconds)
+    assert not next(iter(h.state.tabs.values())).connected
+
+
+@pytest.mark.parametrize("retained", [0, 200])
+def test_expiry_work_does_not_walk_the_history(retained: int) -> None:
+    """With nothing due, a tick replaces nothing, however many contacts are retained."""
+    h, _ = with_history(retained)
+    before = h.state
+    out = h.tick(h.now + 1)
+    assert out.state is before and not out.changed
