@@ -69,6 +69,7 @@ async def paced() -> AsyncIterator[Daemon]:
         agent_rate_per_second=40.0,
         agent_rate_burst=20,
         agent_max_wait_seconds=0.03,  # shorter than three connections' turns: some refused
+        max_open_contacts=100_000,  # the traffic side is under test here, not the bounds
     ) as daemon:
         yield daemon
 

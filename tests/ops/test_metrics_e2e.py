@@ -217,8 +217,8 @@ def test_names_and_labels_follow_prometheus_conventions() -> None:
     }
     for family in ours:
         assert re.fullmatch(r"switchboard_[a-z][a-z0-9_]*[a-z0-9]", family.name), family.name
-        if family.type == "histogram":
-            assert family.name.endswith("_duration_seconds"), family.name
+        if family.type == "histogram":  # a time or a size, in base units
+            assert family.name.endswith(("_duration_seconds", "_bytes")), family.name
         if family.type == "gauge":
             assert not family.name.endswith(("_total", "_seconds", "_count")), family.name
         for unit in ("seconds", "bytes"):  # the unit is the last word (a counter's before _total)
