@@ -64,8 +64,10 @@ class Daemon:
         )
         self.store = instrumented(self.store, self.metrics.store_operation)
         self.hub = AgentHub(self.store, s.rules(), s.node_id, self.metrics)
-        self.zendesk = await start_zendesk(s, self.store, self.hub, self.metrics)
         self.connect = await start_connect(s, self.store, self.metrics)
+        self.zendesk = await start_zendesk(
+            s, self.store, self.hub, self.metrics, self.connect.client if self.connect else None
+        )
         self.workflows = WorkflowScheduler(
             self.store,
             s.node_id,
@@ -105,6 +107,7 @@ class Daemon:
                 ws_url=f"ws://{s.host}:{self.ws_port}/ws",
                 mint=self._demo_token,
                 zendesk_state=self.zendesk.sandbox_state,
+                connect=self.connect.sandbox if self.connect else None,
             )
         self._ops = web.AppRunner(
             create_ops_app(

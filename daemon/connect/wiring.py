@@ -3,14 +3,18 @@ Connect sandbox, or nothing (and the log says which features that turns off)."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from aiohttp import web
 
 from daemon.config import Settings
 from daemon.connect.client import ConnectClient, Instance
-from daemon.connect.sandbox import CONNECT_SANDBOX_KEY, DEFAULT_INSTANCE, create_connect_app
+from daemon.connect.sandbox import (
+    CONNECT_SANDBOX_KEY,
+    DEFAULT_INSTANCE,
+    ConnectSandbox,
+    create_connect_app,
+)
 from daemon.server.metrics import Metrics
 from daemon.store.base import Store
 from daemon.zendesk.limiter import SharedRateLimiter
@@ -23,7 +27,8 @@ class ConnectSide:
     client: ConnectClient
     #: Contacts are described by Connect before they are believed: only with a real instance.
     confirm_contacts: bool
-    sandbox_state: Callable[[], Awaitable[dict[str, Any]]] | None
+    #: The demo's embedded Connect, where its simulated calls are created.
+    sandbox: ConnectSandbox | None
     close: Callable[[], Awaitable[None]]
 
 
@@ -76,11 +81,8 @@ async def _embedded_sandbox(metrics: Metrics) -> ConnectSide:
     await client.start()
     log.info("connect_sandbox", url=url, note="demo: the embedded Amazon Connect sandbox")
 
-    async def state() -> dict[str, Any]:
-        return app[CONNECT_SANDBOX_KEY].snapshot()
-
     async def close() -> None:
         await client.close()
         await runner.cleanup()
 
-    return ConnectSide(client, False, state, close)
+    return ConnectSide(client, False, app[CONNECT_SANDBOX_KEY], close)

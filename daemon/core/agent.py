@@ -55,6 +55,17 @@ from protocol.messages import (
     Pop,
 )
 
+RECORDING_COMMANDS = ("pause_recording", "resume_recording")
+
+
+def recording_requested(contact: Contact) -> bool:
+    """Whether the agent's latest recording command asked for a pause (confirmed or not)."""
+    for issued in reversed(contact.commands):
+        if issued.name in RECORDING_COMMANDS:
+            return issued.name == "pause_recording"
+    return contact.recording_paused
+
+
 # Events a tab causes by adding to the state: these are refused when the state is full.
 _GROWING = (ContactReported, ChatReported, CommandIssued)
 
@@ -469,24 +480,17 @@ class _Change:
             self.refuse(ErrorCode.NOT_OWNER, f"tab {contact.owner_tab} owns {cmd.contact_id}")
         elif cmd.name == "attach_to_current" and cmd.ticket_id is None:
             self.refuse(ErrorCode.INVALID_MESSAGE, "attach_to_current needs ticket_id")
-        elif cmd.name in ("pause_recording", "resume_recording") and contact.recording_paused == (
+        elif cmd.name in RECORDING_COMMANDS and recording_requested(contact) == (
             cmd.name == "pause_recording"
         ):
             self.refuse(ErrorCode.OUT_OF_ORDER, f"recording is already in that state: {cmd.name}")
         else:
-            paused = contact.recording_paused
-            if cmd.name in ("pause_recording", "resume_recording"):
-                paused = cmd.name == "pause_recording"
+            # A recording command is only asked for here: `recording_paused` changes when the
+            # workflow reports what Amazon Connect confirmed, never on the tab's word.
             issued = AgentCommand(
                 name=cmd.name, at=self.ctx.now, ticket_id=cmd.ticket_id, user_id=cmd.user_id
             )
-            self.put(
-                contact.evolve(
-                    recording_paused=paused,
-                    commands=(*contact.commands, issued),
-                    active_at=self.ctx.now,
-                )
-            )
+            self.put(contact.evolve(commands=(*contact.commands, issued), active_at=self.ctx.now))
 
     def media_status(self, event: MediaReported) -> None:
         tab = self.tab(event.tab_id)
@@ -517,6 +521,9 @@ class _Change:
             updates["user_id"] = event.user_id
         if event.mode is not None and event.mode != contact.mode:
             updates["mode"] = event.mode
+        confirmed = event.recording_paused
+        if confirmed is not None and confirmed != contact.recording_paused:
+            updates["recording_paused"] = confirmed
         warnings = tuple(dict.fromkeys(w for w in event.warnings if w not in contact.warnings))
         if warnings:
             updates["warnings"] = contact.warnings + warnings

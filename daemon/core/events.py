@@ -125,6 +125,7 @@ class WorkflowReported:
     warnings: tuple[str, ...] = ()
     pops: tuple[PopRequest, ...] = ()
     notices: tuple[NoticeRequest, ...] = field(default_factory=tuple)
+    recording_paused: bool | None = None  # the recording state Amazon Connect confirmed
 
 
 AgentEvent = (

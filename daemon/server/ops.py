@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from daemon.connect.sandbox import ConnectSandbox, SandboxContact
 from daemon.core.views import contact_view, media_view
 from daemon.server.hub import AgentHub
 from daemon.server.metrics import Metrics
@@ -33,10 +34,12 @@ class Demo:
         ws_url: str,
         mint: Callable[[str], str],
         zendesk_state: Callable[[], Awaitable[dict[str, Any]]],
+        connect: ConnectSandbox | None = None,
     ) -> None:
         self.ws_url = ws_url
         self.mint = mint
         self.zendesk_state = zendesk_state
+        self.connect = connect  # the embedded Connect, where simulated calls are placed
 
 
 def redact_number(endpoint: str | None) -> str | None:
@@ -154,6 +157,21 @@ def _add_demo_routes(app: web.Application, demo: Demo) -> None:
     async def zendesk(_: web.Request) -> web.Response:
         return web.json_response(await demo.zendesk_state())
 
+    async def place_in_connect(request: web.Request) -> web.Response:
+        """The demo's simulated call exists in the embedded Connect too, so recording
+        control goes the production path (the Connect API through the AWS SDK)."""
+        if demo.connect is None:
+            raise web.HTTPNotFound()
+        body = await request.json()
+        contact = SandboxContact(
+            contact_id=str(body["contact_id"])[:128],
+            channel="CHAT" if body.get("type") == "chat" else "VOICE",
+            initiation_method="OUTBOUND" if body.get("direction") == "outbound" else "INBOUND",
+            customer_endpoint=body.get("customer_endpoint") or None,
+        )
+        demo.connect.contacts[contact.contact_id] = contact
+        return web.json_response({"contact_id": contact.contact_id}, status=201)
+
     async def index(_: web.Request) -> web.Response:
         raise web.HTTPFound("/demo")
 
@@ -163,5 +181,6 @@ def _add_demo_routes(app: web.Application, demo: Demo) -> None:
     app.router.add_get("/demo/media", page("media.html"))
     app.router.add_get("/demo/config", config)
     app.router.add_get("/demo/zendesk", zendesk)
+    app.router.add_post("/demo/connect/contacts", place_in_connect)
     app.router.add_static("/static", STATIC)
     app.router.add_static("/js", JS)

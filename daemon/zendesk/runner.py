@@ -57,6 +57,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from daemon.connect.client import ConnectClient, ConnectError
 from daemon.core.events import NoticeRequest, PopRequest, WorkflowReported
 from daemon.core.settings import AppSettings
 from daemon.core.state import Contact
@@ -75,6 +76,7 @@ from daemon.core.workflow import (
     Report,
     Scope,
     SearchUsers,
+    SetRecording,
     Step,
     TicketInfo,
     UpdateUserPhone,
@@ -139,6 +141,8 @@ class RunnerDeps:
     holder: str = "runner"  # this node, in registry leases
     # The daemon's metrics count each step and its failure by kind here.
     observe_step: ObserveStep = _unobserved
+    # Amazon Connect's API, for recording control; None: not configured (commands refused).
+    connect: ConnectClient | None = None
 
     @property
     def write_window(self) -> float:
@@ -309,6 +313,14 @@ class _Run:
             log.warning(
                 "workflow_step_refused", contact=self.contact_id, step=step.key, error=str(exc)
             )
+        except ConnectError as exc:
+            if not exc.permanent:
+                await self.transient(step, journal, Verdict("transient", exc.kind), str(exc), None)
+            result = {"failed": exc.kind, "message": str(exc)[:300]}
+            self.failures += 1
+            log.warning(
+                "connect_step_refused", contact=self.contact_id, step=step.key, error=str(exc)
+            )
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -425,6 +437,7 @@ def merge_reports(contact_id: str, reports: Sequence[Report]) -> WorkflowReporte
     """One event for the agent aggregate out of consecutive reports (one commit, not N)."""
     ticket_id = user_id = None
     mode = None
+    recording_paused: bool | None = None
     warnings: list[str] = []
     pops: list[PopRequest] = []
     notices: list[NoticeRequest] = []
@@ -432,6 +445,8 @@ def merge_reports(contact_id: str, reports: Sequence[Report]) -> WorkflowReporte
         ticket_id = r.ticket_id if r.ticket_id is not None else ticket_id
         user_id = r.user_id if r.user_id is not None else user_id
         mode = r.mode or mode
+        if r.recording_paused is not None:
+            recording_paused = r.recording_paused
         warnings.extend(w for w in r.warnings if w not in warnings)
         pops.extend(p for p in r.pops if p not in pops)
         notices.extend(r.notices)
@@ -443,6 +458,7 @@ def merge_reports(contact_id: str, reports: Sequence[Report]) -> WorkflowReporte
         warnings=tuple(warnings),
         pops=tuple(pops),
         notices=tuple(notices),
+        recording_paused=recording_paused,
     )
 
 
@@ -584,6 +600,8 @@ class Executor:
                 return await self.add_voice_comment(step, recovering)
             case UpdateUserPhone(user_id=uid, phone=phone):
                 return user_info(await zd.update_user_phone(uid, phone))
+            case SetRecording():
+                return await self.set_recording(step)
             case UploadRecording():
                 return await self.upload(step)
         raise TypeError(f"not a step the runner executes: {step!r}")
@@ -685,6 +703,17 @@ class Executor:
                 return {"ticket_id": step.ticket_id, "existing": True}
         await self.zd.add_voice_comment(step.ticket_id, voice)
         return {"ticket_id": step.ticket_id}
+
+    async def set_recording(self, step: SetRecording) -> dict[str, Any]:
+        connect = self.deps.connect
+        if connect is None:
+            return {
+                "failed": "not_configured",
+                "message": "Amazon Connect's API is not configured for recording control",
+            }
+        call = connect.suspend_recording if step.paused else connect.resume_recording
+        await call(step.contact_id, step.initial_contact_id)
+        return {"confirmed": True}
 
     async def upload(self, step: UploadRecording) -> dict[str, Any] | None:
         fetch = self.deps.fetch_recording

@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from daemon.config import Settings
+from daemon.connect.client import ConnectClient
 from daemon.core.events import WorkflowReported
 from daemon.core.settings import AppSettings
 from daemon.core.state import Contact
@@ -110,7 +111,14 @@ def _auth(s: Settings) -> Auth:
     )
 
 
-async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metrics) -> ZendeskSide:
+async def start_zendesk(
+    s: Settings,
+    store: Store,
+    hub: AgentHub,
+    metrics: Metrics,
+    connect: ConnectClient | None = None,
+) -> ZendeskSide:
+    """`connect`: Amazon Connect's API for the workflow's recording control, if configured."""
     sandbox_runner: web.AppRunner | None = None
     sandbox_state = None
     agent_user_id: Callable[[str], int | None] = lambda _agent: None  # noqa: E731
@@ -171,6 +179,7 @@ async def start_zendesk(s: Settings, store: Store, hub: AgentHub, metrics: Metri
         observe_step=metrics.workflow_step,
         holder=s.node_id,
         landing_seconds=s.workflow_landing_seconds,
+        connect=connect,
     )
 
     def apply(settings: AppSettings) -> None:

@@ -176,7 +176,9 @@ def test_commands_offered_are_those_the_contact_allows(
     connect = ConnectPage.open(context, daemon.base, agent)
     tabs = [TabPage.open(context, daemon.base, agent) for _ in range(2)]
     call = connect.place(
-        "inbound", number="+441632960331", attributes={"ticket_assignment": "agent"}
+        "inbound",
+        number="+441632960331",
+        attributes={"ticket_assignment": "agent", "pause_recording": "true"},
     )
     eventually(lambda: all(t.role(call) for t in tabs), what="every tab sees the call")
     connect.accept(call)
@@ -202,6 +204,11 @@ def test_commands_offered_are_those_the_contact_allows(
     eventually(lambda: "Create ticket" not in _buttons(call_card), what="Create ticket to go")
     assert "Pause recording" in _buttons(call_card)
     assert len(settle(lambda: daemon.tickets_for(call), quiet=1.0)) == 1
+
+    # Pausing goes the production path: the embedded Amazon Connect confirms it.
+    call_card.get_by_role("button", name="Pause recording").click()
+    eventually(lambda: call_owner.view(call).get("recording_paused"), what="Connect's pause")
+    eventually(lambda: "Resume recording" in _buttons(call_card), what="the resume button")
 
 
 def test_sandbox_panel_counts_the_pops_the_tabs_performed(

@@ -882,8 +882,30 @@ def test_pause_and_resume_are_noted_on_the_ticket() -> None:
     tid = only_ticket(world)
     notes = [c["body"] for c in world.comments(tid) if c["key"].startswith("comment:pause")]
     assert len(notes) == 2
-    assert notes[0].startswith("Call recording paused by the agent at 2023-11-14T22:13:30Z")
+    assert notes[0].startswith(
+        "Call recording paused by the agent at 2023-11-14T22:13:30Z (confirmed by Amazon Connect)"
+    )
     assert notes[1].startswith("Call recording resumed")
+    assert world.recordings == [("c-1", True), ("c-1", False)]  # each asked of Connect once
+    confirmed = [r.recording_paused for r in world.reports if r.recording_paused is not None]
+    assert confirmed == [True, False]
+
+
+def test_a_recording_change_connect_refuses_is_never_called_paused() -> None:
+    world = World(connect_refuses="AccessDeniedException: not allowed")
+    known(world)
+    drive(
+        world,
+        contact(attributes={"pause_recording": "true"}, commands=[cmd("pause_recording", T0 + 10)]),
+    )
+    (note,) = [
+        c["body"]
+        for c in world.comments(only_ticket(world))
+        if c["key"].startswith("comment:pause")
+    ]
+    assert "did not confirm it" in note and "was not paused" in note
+    assert world.notice_codes() == ["recording_failed"]
+    assert all(r.recording_paused is None for r in world.reports)
 
 
 def test_pause_without_the_attribute_is_refused_with_a_notice() -> None:

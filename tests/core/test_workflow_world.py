@@ -27,6 +27,7 @@ from daemon.core.workflow import (
     Plan,
     Report,
     SearchUsers,
+    SetRecording,
     Step,
     UpdateUserPhone,
     UploadRecording,
@@ -51,6 +52,8 @@ class World:
     journals: dict[str, dict[str, Any]] = field(default_factory=dict)  # other contacts
     fail: dict[str, dict[str, Any]] = field(default_factory=dict)  # step key -> failure
     untrusted: str | None = None  # the trust rule refuses every transfer, saying this
+    recordings: list[tuple[str, bool]] = field(default_factory=list)  # Amazon Connect's calls
+    connect_refuses: str | None = None  # Amazon Connect refuses recording changes, saying this
     next_id: int = 1000
 
     # -- building ----------------------------------------------------------------------
@@ -214,6 +217,11 @@ class World:
             case UploadRecording():
                 self.writes.append(step)
                 return {"token": "tok-1", "content_url": "https://z/attachments/rec.wav"}
+            case SetRecording():
+                self.recordings.append((step.contact_id, step.paused))
+                if self.connect_refuses is not None:
+                    return {"failed": "access_denied", "message": self.connect_refuses}
+                return {"confirmed": True}
         raise AssertionError(f"unknown step {step!r}")
 
 

@@ -152,8 +152,17 @@ def transcript(lines: Iterable[ChatLine], agent_name: str | None) -> str:
     return "\n".join(out)
 
 
-def pause_note(paused: bool, at: float) -> str:
-    return f"Call recording {'paused' if paused else 'resumed'} by the agent at {iso(at)}"
+def pause_note(paused: bool, at: float, refused: str | None = None) -> str:
+    """The ticket's record of a recording command: what Amazon Connect confirmed, or that it
+    refused and the recording went on as it was (a note never says "paused" on a tab's word)."""
+    verb = "paused" if paused else "resumed"
+    if refused is None:
+        return f"Call recording {verb} by the agent at {iso(at)} (confirmed by Amazon Connect)"
+    asked = "pause" if paused else "resume"
+    return (
+        f"The agent asked to {asked} the call recording at {iso(at)}; Amazon Connect did not "
+        f"confirm it ({refused}), so the recording was not {verb}"
+    )
 
 
 def voice_text(data: Mapping[str, object]) -> str:

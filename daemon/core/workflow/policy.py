@@ -51,8 +51,11 @@ The flow, rule by rule (BEHAVIOUR.md and the administrator guide):
    (system attributes excluded) once connected; a new ticket carries it as its first comment
    (one request instead of two). Recognised inbound callers whose CLI is numeric and differs
    from their phone get their phone updated after attaching.
-12. `pause_recording`: each pause/resume command is noted on the current ticket (kept until
-   a ticket is attached); without the attribute each command gets a notice instead.
+12. `pause_recording`: each pause/resume command is carried out through Amazon Connect's API
+   (`SetRecording`), the state Connect confirmed is reported to the tabs, and the command is
+   noted on the current ticket (kept until a ticket is attached) saying what Connect
+   confirmed; a refusal reaches the owner as an urgent notice. Without the attribute each
+   command gets a notice instead and nothing is asked of Connect.
 13. At the end (on the current ticket): speech analysis results (when enabled) and the
    attributes whose value changed since written, in one note; the voice comment (Talk
    Partner, or a plain note without it) when `voice_comment`; the chat transcript unless
@@ -108,6 +111,7 @@ from daemon.core.workflow.steps import (
     Plan,
     Report,
     SearchUsers,
+    SetRecording,
     Step,
     TicketInfo,
     TransferLink,
@@ -249,8 +253,8 @@ class _Planner:
             self.steps.append(step)
             raise _Blocked
         result = self.journal[step.key]
-        if not failed(result):
-            return result
+        if not failed(result) or isinstance(step, SetRecording):
+            return result  # (Connect's refusals are told in their own words)
         if not isinstance(step, CreateTicket | CreateUser):
             self.notice(
                 f"refused:{step.key}", "zendesk_refused",
@@ -781,10 +785,12 @@ class _Planner:
                     "Pausing the recording is not enabled for this contact",
                 )  # fmt: skip
                 continue
+            paused = cmd.name == "pause_recording"
+            refused = self.set_recording(n, paused)
             if current is None or not self.connected:
                 continue
             key = f"comment:pause:{n}"
-            body = comments.pause_note(cmd.name == "pause_recording", cmd.at)
+            body = comments.pause_note(paused, cmd.at, refused)
             self.need(
                 AddComment(
                     key=key,
@@ -793,6 +799,29 @@ class _Planner:
                     marker=self.identity.marker(key),
                 )
             )
+
+    def set_recording(self, n: int, paused: bool) -> str | None:
+        """The agent's n-th recording command, through Amazon Connect; why it was refused, or
+        None when Connect confirmed it (and the tabs are told the confirmed state)."""
+        c = self.c
+        done = self.need(
+            SetRecording(
+                key=f"recording:{n}",
+                paused=paused,
+                contact_id=c.contact_id,
+                initial_contact_id=c.initial_contact_id or c.contact_id,
+            )
+        )
+        if not failed(done):
+            self.tell(Report(key=f"recording:{n}:confirmed", recording_paused=paused))
+            return None
+        reason = str(done.get("message") or done.get("failed"))
+        verb = "pause" if paused else "resume"
+        self.notice(
+            f"recording:{n}", "recording_failed",
+            f"Amazon Connect did not {verb} the recording: {reason}", level="urgent",
+        )  # fmt: skip
+        return reason
 
     def end_of_contact(self, ticket_id: int) -> None:
         c, s, app = self.c, self.s, self.app

@@ -250,6 +250,28 @@ class UploadRecording:
         return result
 
 
+# ---- Amazon Connect ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetRecording:
+    """Suspend (`paused`) or resume the call's recording through Amazon Connect's API.
+
+    Result: {"confirmed": True}, or {"failed": kind, "message": str} when Connect refused for
+    good (or no instance is configured). Not a Zendesk write; idempotent at Connect (asking
+    for the state the recording is in does nothing), so a retry after a lost reply is
+    harmless. Transient failures (throttled past retries, unreachable) are retried later."""
+
+    key: str
+    paused: bool
+    contact_id: str
+    initial_contact_id: str
+    zendesk_write = False
+
+    def record(self, result: Any) -> Any:
+        return result
+
+
 # ---- the tabs ------------------------------------------------------------------------------
 
 
@@ -265,6 +287,7 @@ class Report:
     warnings: tuple[str, ...] = ()
     pops: tuple[PopRequest, ...] = ()
     notices: tuple[NoticeRequest, ...] = ()
+    recording_paused: bool | None = None  # what Amazon Connect confirmed
     zendesk_write = False
 
 
@@ -274,7 +297,7 @@ ReadStep = (
 WriteStep = (
     CreateUser | CreateTicket | AddComment | AddVoiceComment | UpdateUserPhone | UploadRecording
 )
-Step = ReadStep | WriteStep | Report
+Step = ReadStep | WriteStep | SetRecording | Report
 
 
 def record(step: Step, result: Any) -> Any:

@@ -40,8 +40,33 @@ function placeContact(options = {}) {
     attributes: options.attributes || {},
   };
   contacts.set(contactId, { data, status: 'init', event: '' });
-  event(contactId, kind === 'outbound' ? 'connecting' : 'incoming', kind === 'outbound' ? options.from : undefined);
+  placeInConnect(data).finally(() => {
+    event(contactId, kind === 'outbound' ? 'connecting' : 'incoming', kind === 'outbound' ? options.from : undefined);
+  });
   return contactId;
+}
+
+/**
+ * The simulated contact exists in the daemon's embedded Amazon Connect too, so pausing its
+ * recording takes the production path (Connect's API). Best effort: a failure only means
+ * the recording controls will say Connect refused.
+ * @param {{contactId: string, type: string, inbound: boolean, phoneNumber: string}} data
+ */
+async function placeInConnect(data) {
+  try {
+    await fetch('/demo/connect/contacts', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({
+        contact_id: data.contactId,
+        type: data.type,
+        direction: data.inbound ? 'inbound' : 'outbound',
+        customer_endpoint: data.phoneNumber || null,
+      }),
+    });
+  } catch (e) {
+    console.warn('the embedded Connect did not take the contact', e);
+  }
 }
 
 /**
