@@ -33,9 +33,8 @@ sys.path.insert(0, str(ROOT))
 from clients.python.loadgen import run_load  # noqa: E402
 from clients.python.tab import TabClient  # noqa: E402
 from daemon.server.auth import mint_token  # noqa: E402
+from tests.bench.production import SECRET, daemon_env  # noqa: E402
 from tests.redis_servers import RedisServer, free_port  # noqa: E402
-
-SECRET = "bench-secret-bench-secret-bench-secret-0"
 
 
 def rss_kib(pid: int) -> int:
@@ -109,13 +108,7 @@ def spawn_daemon(ws_port: int, redis_url: str | None = None) -> subprocess.Popen
     args += ["--http-port", str(free_port())]
     if redis_url:
         args += ["--redis-url", redis_url]
-    settings = {
-        "SWITCHBOARD_SECRET": SECRET,
-        "SWITCHBOARD_LOG_LEVEL": "warning",
-        "SWITCHBOARD_RATE_PER_SECOND": "100000",
-        "SWITCHBOARD_RATE_BURST": "100000",
-    }
-    return spawn(args, settings)
+    return spawn(args, daemon_env())
 
 
 async def main(agents: int, tabs: int, contacts: int, idle: int) -> dict[str, object]:

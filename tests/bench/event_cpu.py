@@ -42,23 +42,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from daemon.server.auth import mint_token  # noqa: E402
+from tests.bench.production import ORIGIN, SECRET, daemon_env  # noqa: E402
 from tests.redis_servers import free_port  # noqa: E402
 
-SECRET = "bench-secret-bench-secret-bench-secret-0"
-ORIGIN = "http://bench.invalid"
-# Production settings: the daemon never calls Zendesk here (the contacts are supervisors'
-# monitoring legs, which get no workflow), so the account URL only has to be well-formed.
-DAEMON_SETTINGS = {
-    "SWITCHBOARD_SECRET": SECRET,
-    "SWITCHBOARD_ALLOWED_ORIGINS": json.dumps([ORIGIN]),
-    "SWITCHBOARD_ZENDESK_URL": "http://127.0.0.1:9",
-    "SWITCHBOARD_ZENDESK_EMAIL": "bench@example.com",
-    "SWITCHBOARD_ZENDESK_API_TOKEN": "bench",
-    "SWITCHBOARD_LOG_LEVEL": "warning",
-    "SWITCHBOARD_RATE_PER_SECOND": "100000",
-    "SWITCHBOARD_RATE_BURST": "100000",
-    "SWITCHBOARD_FINISHED_RETENTION_SECONDS": "86400",
-}
+# The contacts are supervisors' monitoring legs (no workflow): the account is never called.
+DAEMON_SETTINGS = daemon_env() | {"SWITCHBOARD_FINISHED_RETENTION_SECONDS": "86400"}
 EVENTS = ("incoming", "connected", "ended")
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from daemon.server.auth import mint_token  # noqa: E402
+from tests.bench.production import SECRET, daemon_env  # noqa: E402
 from tests.redis_servers import free_port  # noqa: E402
 
-SECRET = "bench-secret-bench-secret-bench-secret-0"
 SUBPROTOCOL = "switchboard.v1.json"
 STALLED = 10.0  # seconds without an answer: the measured agent is locked out
 
@@ -139,6 +139,9 @@ async def measure(url: str, http: str, seconds: float, phase: str) -> dict[str, 
                 if view.get("contact_id") == contact_id and view.get("owner_tab") == tab_id:
                     break
             elections.append(time.perf_counter() - asked)
+            # The call ends, as calls do: an agent's open contacts are bounded.
+            ended = {"type": "contact_event", "event": "ended", "contact": contact}
+            await ws.send(json.dumps(ended))
             n += 1
             await asyncio.sleep(0.2)
 
@@ -187,9 +190,22 @@ async def scrape(http: str) -> dict[str, float]:
     return found
 
 
-def start_daemon(ws_port: int, http_port: int) -> subprocess.Popen[bytes]:
+def start_sandbox(port: int) -> subprocess.Popen[bytes]:
+    """The Zendesk account the hostile contacts' workflows talk to."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "sandbox", "--port", str(port)],
+        cwd=ROOT,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def start_daemon(ws_port: int, http_port: int, zendesk_url: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env |= {"SWITCHBOARD_SECRET": SECRET, "SWITCHBOARD_LOG_LEVEL": "warning"}
+    # The node's own limits stay as shipped: they are what is under test.
+    limits = ("SWITCHBOARD_RATE_PER_SECOND", "SWITCHBOARD_RATE_BURST")
+    env |= {k: v for k, v in daemon_env(zendesk_url).items() if k not in limits}
     env["PYTHONPATH"] = str(ROOT)
     command = ["-m", "daemon.cli", "serve", "--ws-port", str(ws_port)]
     return subprocess.Popen(
@@ -263,11 +279,13 @@ if __name__ == "__main__":
     parser.add_argument("--stuck-tabs", type=int, default=1)
     parser.add_argument("--rate", type=float, default=50.0, help="frames/s per hostile tab")
     parser.add_argument("--attributes", type=int, default=200, help="per hostile contact")
-    ws_port, http_port = free_port(), free_port()
-    daemon = start_daemon(ws_port, http_port)
+    ws_port, http_port, zendesk_port = free_port(), free_port(), free_port()
+    sandbox = start_sandbox(zendesk_port)
+    daemon = start_daemon(ws_port, http_port, f"http://127.0.0.1:{zendesk_port}")
     try:
         result = asyncio.run(main(parser.parse_args(), daemon, ws_port, http_port))
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
+        for process in (daemon, sandbox):
+            if process.poll() is None:
+                process.kill()
     print(json.dumps(result, indent=2))
