@@ -18,6 +18,7 @@ Prints one JSON object:
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -126,9 +127,11 @@ async def main(agents: int, tabs: int, contacts: int, idle: int) -> dict[str, ob
         load = await run_load(url, SECRET, agents=agents, tabs=tabs, contacts=contacts)
         redis_url = f"ws://127.0.0.1:{redis_ws_port}/ws"
         redis_load = await run_load(redis_url, SECRET, agents=agents, tabs=tabs, contacts=contacts)
-        token = mint_token(SECRET, "idle-agent")
+        opened = itertools.count()
 
         async def idle_tab() -> TabClient:
+            """Three tabs per agent, as in life (and inside the tabs-per-agent bound)."""
+            token = mint_token(SECRET, f"idle-agent-{next(opened) // 3}")
             return await TabClient(url, token, reconnect=False).connect()
 
         async def idle_echo() -> object:
