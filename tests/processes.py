@@ -33,6 +33,12 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
     raise TimeoutError(f"{url} did not answer 200 in {timeout}s")
 
 
+def contact_tickets(tickets: list[dict[str, Any]], contact_id: str) -> list[dict[str, Any]]:
+    """A contact's tickets: their external_id is its identity (account, agent, contact),
+    ending in the contact's id."""
+    return [t for t in tickets if str(t.get("external_id")).endswith(f":{contact_id}")]
+
+
 def http_json(method: str, url: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
@@ -163,9 +169,7 @@ class DaemonProcess(Process):
         return http_json("GET", f"{self.http_url}/demo/zendesk")
 
     def tickets_for(self, contact_id: str) -> list[dict[str, Any]]:
-        """The contact's tickets: their external_id is its identity, ending in its id."""
-        tickets = self.zendesk()["tickets"]
-        return [t for t in tickets if str(t.get("external_id")).endswith(f":{contact_id}")]
+        return contact_tickets(self.zendesk()["tickets"], contact_id)
 
     def agent(self, agent: str) -> Any:
         return http_json("GET", f"{self.http_url}/admin/agents/{agent}")

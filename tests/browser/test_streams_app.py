@@ -22,7 +22,7 @@ import pytest
 
 from tests.browser.pages import eventually, get_json, settle
 from tests.daemons import ORIGIN
-from tests.processes import ROOT, DaemonProcess, SandboxProcess, http_json
+from tests.processes import ROOT, DaemonProcess, SandboxProcess, contact_tickets, http_json
 from tests.redis_servers import free_port
 from tests.zaf import INSTALLATION_ID, key_pair, zaf_token
 
@@ -50,8 +50,7 @@ class ZendeskAccount:
         self.app = f"http://127.0.0.1:{app_port}"
 
     def tickets_for(self, contact_id: str) -> list[dict[str, Any]]:
-        tickets: list[dict[str, Any]] = self.sandbox.state()["tickets"]
-        return [t for t in tickets if t.get("external_id") == contact_id]
+        return contact_tickets(self.sandbox.state()["tickets"], contact_id)
 
     def agent_view(self, agent: str) -> Any:
         return get_json(f"{self.daemon.http_url}/admin/agents/{agent}")

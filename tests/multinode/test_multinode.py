@@ -14,7 +14,7 @@ import pytest
 
 from clients.python.tab import TabClient
 from tests.daemons import eventually, token
-from tests.processes import DaemonProcess, SandboxProcess
+from tests.processes import DaemonProcess, SandboxProcess, contact_tickets
 from tests.redis_servers import RedisCluster, RedisServer
 
 CALL = {
@@ -65,8 +65,7 @@ def nodes(tmp_path: Path, redis_url: str, sandbox: SandboxProcess) -> Iterator[l
 
 
 def tickets_for(sandbox: SandboxProcess, contact: str) -> list[dict[str, Any]]:
-    tickets = sandbox.state()["tickets"]
-    return [t for t in tickets if str(t.get("external_id")).endswith(f":{contact}")]
+    return contact_tickets(sandbox.state()["tickets"], contact)
 
 
 def voice_comments(ticket: dict[str, Any]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from daemon.app import Daemon
 from daemon.sandbox import SANDBOX_KEY, Sandbox, SandboxConfig, create_app
 from daemon.zendesk.retry import RetryPolicy
 from tests.daemons import eventually, settings, token, ws_url
+from tests.processes import contact_tickets
 
 AGENT = "agent-ops"
 EMAIL, API_TOKEN = "agent@example.com", "sandbox-token"
@@ -77,10 +78,7 @@ async def sandbox_faults(node: Node, rules: list[dict[str, Any]] | None) -> None
 
 
 def tickets_of(node: Node, contact_id: str) -> list[dict[str, Any]]:
-    state = node.sandbox.snapshot(node.zendesk_url)
-    return [
-        t for t in state["tickets"] if str(t.get("external_id") or "").endswith(f":{contact_id}")
-    ]
+    return contact_tickets(node.sandbox.snapshot(node.zendesk_url)["tickets"], contact_id)
 
 
 def unknown_caller(name: str = "Newt Caller", cli: str = "+447700900123") -> dict[str, Any]:
