@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from clients.python.loadgen import run_load  # noqa: E402
 from clients.python.tab import TabClient  # noqa: E402
 from daemon.server.auth import mint_token  # noqa: E402
-from tests.bench.production import SECRET, daemon_env  # noqa: E402
+from tests.bench.production import SECRET, daemon_env, wait_port  # noqa: E402
 from tests.redis_servers import RedisServer, free_port  # noqa: E402
 
 
@@ -43,17 +43,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-async def wait_port(port: int) -> None:
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError(port)
 
 
 def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

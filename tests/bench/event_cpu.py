@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from daemon.server.auth import mint_token  # noqa: E402
-from tests.bench.production import ORIGIN, SECRET, daemon_env  # noqa: E402
+from tests.bench.production import ORIGIN, SECRET, daemon_env, wait_port  # noqa: E402
 from tests.redis_servers import free_port  # noqa: E402
 
 # The contacts are supervisors' monitoring legs (no workflow): the account is never called.
@@ -65,17 +65,6 @@ def spawn(
     full.update(env or {})
     full["PYTHONPATH"] = str(root)
     return subprocess.Popen([sys.executable, *args], cwd=root, env=full, stdout=subprocess.DEVNULL)
-
-
-async def wait_port(port: int) -> None:
-    for _ in range(400):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError(port)
 
 
 def report(event: str, contact: str) -> str:

@@ -1,6 +1,8 @@
-"""The daemon settings every benchmark uses: production mode (the only mode besides the demo),
-with rate limits out of the way so the benchmark measures the daemon, not its throttling."""
+"""What every benchmark shares: the daemon's settings (production mode, the only mode besides
+the demo, with rate limits out of the way so the benchmark measures the daemon, not its
+throttling) and waiting for a server process to listen."""
 
+import asyncio
 import json
 
 SECRET = "bench-secret-bench-secret-bench-secret-0"
@@ -21,3 +23,15 @@ def daemon_env(zendesk_url: str = "http://127.0.0.1:9") -> dict[str, str]:
         "SWITCHBOARD_RATE_PER_SECOND": "100000",
         "SWITCHBOARD_RATE_BURST": "100000",
     }
+
+
+async def wait_port(port: int, attempts: int = 400) -> None:
+    """Until a server process listens on `port` (every 50 ms, 20 s by default)."""
+    for _ in range(attempts):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError(port)
