@@ -161,7 +161,12 @@ async def test_owner_gone_for_good_fails_over_and_old_epoch_is_refused() -> None
         error = await second.wait_for(lambda m: m.type == "error")
         assert error.code == "stale_epoch"
         await second.command("pause_recording", "c-1", epoch=2)
-        await eventually(lambda: second.contacts["c-1"].recording_paused)
+
+        async def accepted() -> bool:  # (paused only once Amazon Connect confirms)
+            _, state = await daemon.hub.load("alice", fresh=True)
+            return [c.name for c in state.contacts["c-1"].commands] == ["pause_recording"]
+
+        await eventually(accepted)
         # The old owner comes back after the grace period: it is now an observer.
         back = await TabClient(ws_url(daemon), token("alice"), tab_id=owner.tab_id).connect()
         await eventually(lambda: "c-1" in back.contacts)
