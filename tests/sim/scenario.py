@@ -102,7 +102,7 @@ class Run:
             await asyncio.sleep(min(1.0, end - self.world.clock.now))
             for tab in self.tabs:
                 if tab.connected and tab.unsent:
-                    tab.retry()
+                    tab.retry(self.world.clock.now)
                 gone = tab.pipe is not None and tab.closed_code is not None
                 if tab.wants_open and gone and tab.closed_code not in FINAL_CLOSES:
                     tab.open(self.node())

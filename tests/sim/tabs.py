@@ -9,6 +9,7 @@ from tests.sim.world import Node, Pipe, World
 
 #: Close codes after which a real client does not come back on its own.
 FINAL_CLOSES = frozenset({4009, 1008, 4001})
+RETRY_SECONDS = 3.0
 
 
 class SimTab:
@@ -31,6 +32,7 @@ class SimTab:
         self.unsent: dict[str, dict[str, Any]] = {}  # by ref: refused for now, sent again
         self._refs = 0
         self._sent: dict[str, dict[str, Any]] = {}
+        self._retry_at = 0.0
 
     @property
     def connected(self) -> bool:
@@ -75,8 +77,11 @@ class SimTab:
         self._refs += 1
         self.send({"type": "contact_event", "event": event, "contact": snapshot, "ref": f"r{self._refs}"})
 
-    def retry(self) -> None:
-        """Send again what the daemon could not apply (`unavailable`), as the client does."""
+    def retry(self, now: float) -> None:
+        """Send again, every few seconds, what the daemon could not apply (`unavailable`)."""
+        if now < self._retry_at:
+            return
+        self._retry_at = now + RETRY_SECONDS
         unsent, self.unsent = self.unsent, {}
         for message in unsent.values():
             self.send(message)

@@ -13,7 +13,10 @@ import contextlib
 import selectors
 import time
 from collections.abc import Iterator
+from datetime import datetime, tzinfo
 from typing import Any
+
+import daemon.zendesk.client
 
 EPOCH = 1_700_000_000.0  # the wall clock when a run starts (virtual)
 #: A loop with nothing scheduled and nothing ready waits for the sockets this long (real
@@ -64,14 +67,26 @@ class VirtualLoop(asyncio.SelectorEventLoop):
         return self._virtual.monotonic()
 
 
+def _virtual_datetime(clock: VirtualClock) -> type[datetime]:
+    class VirtualDatetime(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> "VirtualDatetime":
+            return cls.fromtimestamp(clock.time(), tz)
+
+    return VirtualDatetime
+
+
 @contextlib.contextmanager
 def virtual_time(clock: VirtualClock) -> Iterator[None]:
-    """Make `time.time` and `time.monotonic` read `clock` (restored on exit)."""
+    """Make `time.time`, `time.monotonic` and the Zendesk client's `datetime.now` read
+    `clock` (restored on exit). Tokens are still checked by PyJWT against the real clock."""
     saved: dict[str, Any] = {"time": time.time, "monotonic": time.monotonic}
     time.time = clock.time
     time.monotonic = clock.monotonic
+    daemon.zendesk.client.datetime = _virtual_datetime(clock)  # type: ignore[misc]
     try:
         yield
     finally:
         time.time = saved["time"]
         time.monotonic = saved["monotonic"]
+        daemon.zendesk.client.datetime = datetime  # type: ignore[misc]
