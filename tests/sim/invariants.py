@@ -97,7 +97,7 @@ async def _check_zendesk(run: "Run") -> None:
         callers = [u for u in users if u.phone == contact.phone]
         if len(callers) > 1 or (exact and len(callers) != 1):
             run.violations.append(f"{where}: {len(callers)} users with {contact.phone}")
-        if contact.lost:
+        if contact.lost or (contact.wiped and (agent, cid) not in pending):
             continue
         journal = await store.journal_read(agent, cid)
         if FAILED in journal:

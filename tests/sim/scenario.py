@@ -43,6 +43,7 @@ class CcpContact:
     events: tuple[str, ...]
     reached: int = 0  # how many of `events` have happened
     lost: bool = False  # its workflow state was wiped with the store before it finished
+    wiped: bool = False  # its journal was wiped after it finished (nothing left to check)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -219,7 +220,9 @@ class Run:
     async def _wipe(self) -> None:
         self.note("store restarts empty")
         for contact in self.contacts:
-            if contact.reached and not await self._workflow_done(contact):
+            if contact.done and await self._workflow_done(contact):
+                contact.wiped = True
+            elif contact.reached:
                 # its history is gone: what tabs report next is all the daemon will know
                 contact.lost = True
                 self.note(f"{contact.contact_id} lost")
