@@ -17,11 +17,14 @@ EXTERNAL = re.compile(r"switchboard:([0-9a-f]+):(.+)")
 
 async def check_step(run: "Run") -> None:
     """One owner, a known owner, epochs that never fall (per store life)."""
+    ccp = {(c.agent, c.contact_id): c for c in run.contacts}
     for agent in run.agents:
         state = await run.stored(agent)
         if state is None:
             continue
         for cid, contact in state.contacts.items():
+            if (agent, cid) in ccp and "connected" in contact.events_seen:
+                ccp[agent, cid].answered = True
             if contact.owner_tab is not None and contact.owner_tab not in state.tabs:
                 run.violations.append(f"{agent}/{cid}: owner {contact.owner_tab} is no tab")
             key = (run.wipes, agent, cid)
@@ -31,6 +34,12 @@ async def check_step(run: "Run") -> None:
             run.stored_epochs[key] = max(before, contact.epoch)
     owners: dict[tuple[str, str, int], str] = {}
     for tab in run.live_tabs():
+        state = await run.stored(tab.agent)
+        held = state.tabs.get(tab.tab_id or "") if state is not None else None
+        if held is None or tab.pipe is None or held.conn_id != tab.pipe.conn_id:
+            # A connection the tab's id has moved on from (a duplicate took the id of a tab
+            # on a node presumed dead): it is closed (4009) once its node notices.
+            continue
         for cid, view in tab.view.items():
             if view.get("owner_tab") != tab.tab_id:
                 continue
@@ -82,8 +91,7 @@ async def _check_zendesk(run: "Run") -> None:
         agent, cid = contact.agent, contact.contact_id
         identity = run.scope(agent).of(cid)
         mine = [t for t in tickets if t.external_id == identity.external_id]
-        answered = "connected" in contact.events
-        exact = answered and not contact.lost
+        exact = contact.answered and not contact.lost
         where = f"{agent}/{cid}"
         if len(mine) > 1 or (exact and len(mine) != 1):
             run.violations.append(f"{where}: {len(mine)} tickets")

@@ -44,6 +44,9 @@ class CcpContact:
     reached: int = 0  # how many of `events` have happened
     lost: bool = False  # its workflow state was wiped with the store before it finished
     wiped: bool = False  # its journal was wiped after it finished (nothing left to check)
+    #: The daemon recorded the call as answered (a report sent on a connection that died,
+    #: with its node or its page, never arrived: then the daemon cannot know).
+    answered: bool = False
 
     def snapshot(self) -> dict[str, Any]:
         return {

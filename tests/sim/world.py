@@ -140,7 +140,6 @@ class Node:
             report=self._report,
             holder=node_id,
             clock=world.clock.time,
-            landing_seconds=20.0,
             backoff_base=1.0,
             backoff_cap=20.0,
         )
@@ -216,7 +215,7 @@ class Node:
             self.metrics,
         )
         task = asyncio.get_running_loop().create_task(connection.run())
-        pipe.server_task = task
+        pipe.conn_id = connection.conn_id
         self.connections.add(task)
         task.add_done_callback(self.connections.discard)
 
@@ -247,7 +246,7 @@ class Pipe:
         self._closed = asyncio.Event()
         self._on_frame = on_frame
         self._on_close = on_close
-        self.server_task: asyncio.Task[None] | None = None
+        self.conn_id = ""  # the daemon's id for this connection
 
     async def recv(self) -> Any:
         if self.state is not State.OPEN:
