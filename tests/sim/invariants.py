@@ -27,11 +27,11 @@ async def check_step(run: "Run") -> None:
                 ccp[agent, cid].answered = True
             if contact.owner_tab is not None and contact.owner_tab not in state.tabs:
                 run.violations.append(f"{agent}/{cid}: owner {contact.owner_tab} is no tab")
-            key = (run.wipes, agent, cid)
-            before = run.stored_epochs.get(key, 0)
+            life = (run.wipes, agent, cid)
+            before = run.stored_epochs.get(life, 0)
             if contact.epoch < before:
                 run.violations.append(f"{agent}/{cid}: stored epoch fell {before}->{contact.epoch}")
-            run.stored_epochs[key] = max(before, contact.epoch)
+            run.stored_epochs[life] = max(before, contact.epoch)
     owners: dict[tuple[str, str, int], str] = {}
     for tab in run.live_tabs():
         state = await run.stored(tab.agent)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.core.state import AgentState
-from daemon.core.views import snapshot
 from daemon.core.workflow import Scope
 from daemon.sandbox import FaultRule
-from daemon.zendesk.runner import DONE, FAILED
+from daemon.sandbox.faults import FaultKind
+from daemon.zendesk.runner import DONE
 from tests.sim.invariants import check_end, check_step
 from tests.sim.tabs import FINAL_CLOSES, SimTab
 from tests.sim.vtime import VirtualClock, VirtualLoop, virtual_time
@@ -125,8 +125,22 @@ class Run:
         r = self.rng
         kind = r.choices(
             [
-                "event", "event", "event", "event", "new_contact", "reload", "duplicate", "close",
-                "open", "kill", "pause", "outage", "wipe", "drop", "zendesk", "hostile",
+                "event",
+                "event",
+                "event",
+                "event",
+                "new_contact",
+                "reload",
+                "duplicate",
+                "close",
+                "open",
+                "kill",
+                "pause",
+                "outage",
+                "wipe",
+                "drop",
+                "zendesk",
+                "hostile",
             ],
             weights=[3, 3, 3, 3, 4, 2, 1, 1, 1, 1, 1, 1, 0.5, 1, 4, 1],
         )[0]
@@ -239,7 +253,7 @@ class Run:
 
     async def _zendesk(self) -> None:
         r = self.rng
-        kind = r.choice(["error", "rate_limit", "timeout", "drop_after_write"])
+        kind: FaultKind = r.choice(["error", "rate_limit", "timeout", "drop_after_write"])
         rule = FaultRule(
             kind=kind,
             method=r.choice(["*", "POST", "PUT", "GET"]),
@@ -270,17 +284,27 @@ class Run:
         elif choice == 2 and self.contacts:
             target = self.rng.choice(self.contacts)
             tab.send(
-                {"type": "command", "name": "create_ticket", "contact_id": target.contact_id,
-                 "epoch": self.rng.choice([1, 2, 99])}
+                {
+                    "type": "command",
+                    "name": "create_ticket",
+                    "contact_id": target.contact_id,
+                    "epoch": self.rng.choice([1, 2, 99]),
+                }
             )
         elif others:
             # Another agent's contact id, reported as this agent's own call: it must become
             # this agent's contact with its own ticket, never a write on the other's.
             stolen = self.rng.choice(others)
             twin = CcpContact(
-                tab.agent, stolen.contact_id, stolen.phone, stolen.name, ("incoming", "missed", "destroyed")
+                tab.agent,
+                stolen.contact_id,
+                stolen.phone,
+                stolen.name,
+                ("incoming", "missed", "destroyed"),
             )
-            if not any(c.agent == twin.agent and c.contact_id == twin.contact_id for c in self.contacts):
+            if not any(
+                c.agent == twin.agent and c.contact_id == twin.contact_id for c in self.contacts
+            ):
                 self.contacts.append(twin)
                 await self._advance(twin)
 
@@ -384,6 +408,3 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
 def reproduction(seed: int, steps: int = DEFAULT_STEPS) -> str:
     extra = "" if steps == DEFAULT_STEPS else f" --steps {steps}"
     return f"python -m tests.sim --seed {seed}{extra}"
-
-
-__all__ = ["FAILED", "Run", "simulate", "reproduction", "snapshot"]

@@ -75,7 +75,9 @@ class SimTab:
 
     def report(self, event: str, snapshot: dict[str, Any]) -> None:
         self._refs += 1
-        self.send({"type": "contact_event", "event": event, "contact": snapshot, "ref": f"r{self._refs}"})
+        self.send(
+            {"type": "contact_event", "event": event, "contact": snapshot, "ref": f"r{self._refs}"}
+        )
 
     def retry(self, now: float) -> None:
         """Send again, every few seconds, what the daemon could not apply (`unavailable`)."""

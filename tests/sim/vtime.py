@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from typing import Any
 
-import daemon.zendesk.client
+from daemon.zendesk import client as zendesk_client
 
 EPOCH = 1_700_000_000.0  # the wall clock when a run starts (virtual)
 #: A loop with nothing scheduled and nothing ready waits for the sockets this long (real
@@ -83,10 +83,10 @@ def virtual_time(clock: VirtualClock) -> Iterator[None]:
     saved: dict[str, Any] = {"time": time.time, "monotonic": time.monotonic}
     time.time = clock.time
     time.monotonic = clock.monotonic
-    daemon.zendesk.client.datetime = _virtual_datetime(clock)  # type: ignore[misc]
+    zendesk_client.datetime = _virtual_datetime(clock)  # type: ignore[attr-defined]
     try:
         yield
     finally:
         time.time = saved["time"]
         time.monotonic = saved["monotonic"]
-        daemon.zendesk.client.datetime = datetime  # type: ignore[misc]
+        zendesk_client.datetime = datetime  # type: ignore[attr-defined]

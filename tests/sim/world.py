@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 import json
 import random
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp.test_utils import TestServer
@@ -20,8 +20,8 @@ from daemon.core.events import Rules, WorkflowReported
 from daemon.core.settings import AppSettings
 from daemon.core.state import Contact
 from daemon.core.workflow import AgentInfo
-from daemon.sandbox.clock import Clock
 from daemon.sandbox import SANDBOX_KEY, Sandbox, SandboxConfig, create_app
+from daemon.sandbox.clock import Clock
 from daemon.server.auth import mint_token
 from daemon.server.connection import AgentBudgets, ConnectionLimits, TabConnection
 from daemon.server.hub import AgentHub
@@ -32,20 +32,38 @@ from daemon.zendesk.auth import ApiTokenAuth
 from daemon.zendesk.client import ZendeskClient
 from daemon.zendesk.runner import RunnerDeps, run_contact
 from daemon.zendesk.scheduler import WorkflowScheduler
-from protocol.codec import Codec
-from protocol.codec import JSON_SUBPROTOCOL
+from protocol.codec import JSON_SUBPROTOCOL, Codec
 
 SECRET = "sim-secret-" + "x" * 32
 APP = AppSettings(instance_url="https://acme.my.connect.aws", default_dialed_number="+441632960000")
 RULES = Rules(grace_seconds=10.0, node_timeout_seconds=6.0)
 NODE_TTL = 5.0
 LEASE_SECONDS = 15.0
-LIMITS = ConnectionLimits(hello_timeout=10.0, rate_per_second=50.0, rate_burst=100, flood_strikes=20)
-_STORE_CALLS = (
-    "load_agent commit_agent stream_head stream_heads read_stream resume subscribe claim_lease "
-    "renew_lease release_lease lease_is_current journal_read journal_write workflows_add "
-    "workflows_done workflows_list rate_acquire heartbeat live_nodes ping"
-).split()
+LIMITS = ConnectionLimits(
+    hello_timeout=10.0, rate_per_second=50.0, rate_burst=100, flood_strikes=20
+)
+_STORE_CALLS = [
+    "load_agent",
+    "commit_agent",
+    "stream_head",
+    "stream_heads",
+    "read_stream",
+    "resume",
+    "subscribe",
+    "claim_lease",
+    "renew_lease",
+    "release_lease",
+    "lease_is_current",
+    "journal_read",
+    "journal_write",
+    "workflows_add",
+    "workflows_done",
+    "workflows_list",
+    "rate_acquire",
+    "heartbeat",
+    "live_nodes",
+    "ping",
+]
 
 
 class SimStore(MemoryStore):
