@@ -8,7 +8,7 @@ PYTHONHASHSEED=0 (the command line sets it) a seed replays exactly.
 import asyncio
 import random
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -363,7 +363,11 @@ def seeded(rng: random.Random) -> Iterator[None]:
         random.setstate(state)
 
 
-async def _play(run: Run) -> None:
+#: Changes the world after the run settled and before the end checks (tests of the checks).
+Tamper = Callable[[Run], None]
+
+
+async def _play(run: Run, tamper: Tamper | None) -> None:
     r = run.rng
     world = run.world
     await world.start(r.randint(1, 3))
@@ -375,10 +379,12 @@ async def _play(run: Run) -> None:
     for _ in range(run.steps):
         await run.step()
     await run.settle()
+    if tamper is not None:
+        tamper(run)
     await check_end(run)
 
 
-def simulate(seed: int, steps: int = DEFAULT_STEPS) -> Run:
+def simulate(seed: int, steps: int = DEFAULT_STEPS, tamper: Tamper | None = None) -> Run:
     """Play one seed on a fresh virtual loop; the returned run lists its violations."""
     rng = random.Random(seed)
     clock = VirtualClock()
@@ -386,7 +392,7 @@ def simulate(seed: int, steps: int = DEFAULT_STEPS) -> Run:
     run = Run(seed, steps, rng, World(rng, clock))
     with virtual_time(clock), seeded(rng):
         try:
-            loop.run_until_complete(_play(run))
+            loop.run_until_complete(_play(run, tamper))
         except Exception as e:  # a crash is a finding too, reported like a violation
             run.violations.append(f"simulator crashed: {e!r}")
         finally:
