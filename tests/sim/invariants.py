@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 DETAILS = "Amazon Connect Contact Details"
 MARKER = re.compile(r"Switchboard ([0-9a-f]+)/([^/\s]+)/")
 EXTERNAL = re.compile(r"switchboard:([0-9a-f]+):(.+)")
+#: The longest a live tab's frame may wait unread: the longest node pause the scenarios
+#: make (40 s), plus slack. Frames a tab sent are dropped if it closes meanwhile.
+MAX_UNREAD_SECONDS = 60.0
 
 
 async def check_step(run: "Run") -> None:
@@ -32,6 +35,12 @@ async def check_step(run: "Run") -> None:
             if contact.epoch < before:
                 run.violations.append(f"{agent}/{cid}: stored epoch fell {before}->{contact.epoch}")
             run.stored_epochs[life] = max(before, contact.epoch)
+    for tab in run.live_tabs():
+        assert tab.pipe is not None
+        if tab.pipe.unread_for() > MAX_UNREAD_SECONDS:
+            run.violations.append(
+                f"tab {tab.name} ({tab.agent}): a frame unread for {tab.pipe.unread_for():.0f} s"
+            )
     owners: dict[tuple[str, str, int], str] = {}
     for tab in run.live_tabs():
         state = await run.stored(tab.agent)

@@ -43,7 +43,11 @@ class SimTab:
         self.node = node
         self.welcomed = False
         self.closed_code = None
-        pipe = Pipe(lambda frame: self._frame(pipe, frame), lambda code: self._closed(pipe, code))
+        pipe = Pipe(
+            self.world.clock.monotonic,
+            lambda frame: self._frame(pipe, frame),
+            lambda code: self._closed(pipe, code),
+        )
         self.pipe = pipe
         node.connect(pipe)
         hello: dict[str, Any] = {"type": "hello", "token": self.world.agent_token(self.agent)}

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import random
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -255,23 +256,35 @@ class Node:
 
 
 class Pipe:
-    """An in-memory WebSocket: what `TabConnection` needs of one, both ends in this process."""
+    """An in-memory WebSocket: what `TabConnection` needs of one, both ends in this process.
 
-    def __init__(self, on_frame: Callable[[Any], None], on_close: Callable[[int], None]) -> None:
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+    It remembers when each frame the tab sent was written, so the checks can see how long
+    the daemon leaves a live tab's frames unread.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        on_frame: Callable[[Any], None],
+        on_close: Callable[[int], None],
+    ) -> None:
+        self.inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.sent_at: deque[float] = deque()  # when each unread frame was written
         self.state = State.OPEN
         self.close_code: int | None = None
+        self._clock = clock
         self._closed = asyncio.Event()
         self._on_frame = on_frame
         self._on_close = on_close
         self.conn_id = ""  # the daemon's id for this connection
 
-    async def recv(self) -> Any:
+    async def recv(self) -> str:
         if self.state is not State.OPEN:
             raise ConnectionClosedOK(None, None)
         item = await self.inbox.get()
         if item is None:
             raise ConnectionClosedOK(None, None)
+        self.sent_at.popleft()
         return item
 
     async def send(self, frame: Any) -> None:
@@ -293,6 +306,11 @@ class Pipe:
     def client_send(self, data: Any) -> None:
         if self.state is State.OPEN:
             self.inbox.put_nowait(data if isinstance(data, str) else json.dumps(data))
+            self.sent_at.append(self._clock())
+
+    def unread_for(self) -> float:
+        """How long the oldest frame the daemon has not read yet has been waiting (0: none)."""
+        return self._clock() - self.sent_at[0] if self.sent_at else 0.0
 
 
 class World:
