@@ -99,7 +99,7 @@ class AgentBudgets:
     was the node or the store stalling (a pause, a wait through an outage), not work the
     agent made the node do, and charging it in full held the agent's tabs for four times
     the stall, long enough for a tab closing meanwhile to drop the reports it had sent
-    (found by the simulator, tests/sim, seed 5).
+    (found by the simulator, tests/sim: seed 7 fails without it).
 
     A budget outlives the agent's connections until it has refilled, so closing every tab
     and reconnecting does not buy a fresh burst; idle full budgets are forgotten, so memory
