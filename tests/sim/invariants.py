@@ -119,7 +119,7 @@ async def _check_zendesk(run: "Run") -> None:
         journal = await store.journal_read(agent, cid)
         if FAILED in journal:
             run.violations.append(f"{where}: workflow failed: {journal[FAILED]}")
-        elif DONE not in journal or (agent, cid) in pending:
+        elif journal.get(DONE) is not True or (agent, cid) in pending:
             run.violations.append(f"{where}: workflow not done")
     for ticket in tickets:
         owner = EXTERNAL.fullmatch(ticket.external_id or "")

@@ -310,7 +310,7 @@ class Run:
 
     async def _workflow_done(self, contact: CcpContact) -> bool:
         journal = await self.world.store.journal_read(contact.agent, contact.contact_id)
-        return DONE in journal
+        return journal.get(DONE) is True  # False: revived by a later change
 
     # -- the end -----------------------------------------------------------------------
 
