@@ -13,9 +13,9 @@ if TYPE_CHECKING:
 DETAILS = "Amazon Connect Contact Details"
 MARKER = re.compile(r"Switchboard ([0-9a-f]+)/([^/\s]+)/")
 EXTERNAL = re.compile(r"switchboard:([0-9a-f]+):(.+)")
-#: The longest a live tab's frame may wait unread: the longest node pause the scenarios
-#: make (40 s), plus slack. Frames a tab sent are dropped if it closes meanwhile.
-MAX_UNREAD_SECONDS = 60.0
+#: The longest a live tab's frame may wait unread while its node is not paused (frames a
+#: tab sent are dropped if it closes meanwhile).
+MAX_UNREAD_SECONDS = 20.0
 
 
 async def check_step(run: "Run") -> None:

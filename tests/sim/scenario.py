@@ -225,8 +225,7 @@ class Run:
         node = self.node()
         seconds = self.rng.choice([1.0, 5.0, 20.0, 40.0])
         self.note(f"pause {node.id} {seconds}s")
-        node.store.running.clear()
-        asyncio.get_running_loop().call_later(seconds, node.store.running.set)
+        node.store.pause(seconds)
 
     async def _outage(self) -> None:
         seconds = self.rng.choice([0.5, 3.0, 12.0])
@@ -321,7 +320,7 @@ class Run:
         world.store.down = False
         world.store.drop_rate = 0.0
         for node in world.live():
-            node.store.running.set()
+            node.store.unpause()
         if not world.live():
             await world.add_node()
         await self.wait(25.0)  # past pauses and grace periods

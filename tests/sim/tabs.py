@@ -45,6 +45,7 @@ class SimTab:
         self.closed_code = None
         pipe = Pipe(
             self.world.clock.monotonic,
+            node.store.paused_seconds,
             lambda frame: self._frame(pipe, frame),
             lambda code: self._closed(pipe, code),
         )

@@ -113,11 +113,38 @@ class SimStore(MemoryStore):
 class NodeStore:
     """One node's view of the shared store: paused with the node, dead after a kill."""
 
-    def __init__(self, store: SimStore) -> None:
+    def __init__(self, store: SimStore, clock: Callable[[], float]) -> None:
         self.store = store
         self.dead = False
         self.running = asyncio.Event()
         self.running.set()
+        self._clock = clock
+        self._until = 0.0  # the current pause ends then
+        self._since = 0.0  # ... and began then
+        self._paused_before = 0.0  # seconds spent in earlier pauses
+
+    def pause(self, seconds: float) -> None:
+        """Stop the node (a GC pause, SIGSTOP) for `seconds`; a longer pause extends it."""
+        now = self._clock()
+        if self.running.is_set():
+            self.running.clear()
+            self._since = now
+        self._until = max(self._until, now + seconds)
+        asyncio.get_running_loop().call_later(self._until - now, self._resume_if_due)
+
+    def _resume_if_due(self) -> None:
+        if not self.running.is_set() and self._clock() >= self._until:
+            self.unpause()
+
+    def unpause(self) -> None:
+        if not self.running.is_set():
+            self._paused_before += self._clock() - self._since
+            self.running.set()
+
+    def paused_seconds(self) -> float:
+        """How long the node has been paused in all, so far."""
+        ongoing = 0.0 if self.running.is_set() else self._clock() - self._since
+        return self._paused_before + ongoing
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.store, name)
@@ -144,7 +171,7 @@ class Node:
     def __init__(self, world: "World", node_id: str) -> None:
         self.world = world
         self.id = node_id
-        self.store = NodeStore(world.store)
+        self.store = NodeStore(world.store, world.clock.monotonic)
         self.metrics = Metrics()
         self.hub = AgentHub(self.store, RULES, node_id, self.metrics, clock=world.clock.time)  # type: ignore[arg-type]
         self.client = ZendeskClient(
@@ -242,7 +269,7 @@ class Node:
         """The process dies: nothing it does reaches the store or its tabs any more."""
         self.alive = False
         self.store.dead = True
-        self.store.running.set()
+        self.store.unpause()
         for task in [*self.tasks, *self.connections]:
             task.cancel()
         await asyncio.gather(*self.tasks, *self.connections, return_exceptions=True)
@@ -265,11 +292,14 @@ class Pipe:
     def __init__(
         self,
         clock: Callable[[], float],
+        paused: Callable[[], float],
         on_frame: Callable[[Any], None],
         on_close: Callable[[int], None],
     ) -> None:
         self.inbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self.sent_at: deque[float] = deque()  # when each unread frame was written
+        # when each unread frame was written, and how long its node had been paused then
+        self.sent_at: deque[tuple[float, float]] = deque()
+        self._paused = paused
         self.state = State.OPEN
         self.close_code: int | None = None
         self._clock = clock
@@ -306,11 +336,15 @@ class Pipe:
     def client_send(self, data: Any) -> None:
         if self.state is State.OPEN:
             self.inbox.put_nowait(data if isinstance(data, str) else json.dumps(data))
-            self.sent_at.append(self._clock())
+            self.sent_at.append((self._clock(), self._paused()))
 
     def unread_for(self) -> float:
-        """How long the oldest frame the daemon has not read yet has been waiting (0: none)."""
-        return self._clock() - self.sent_at[0] if self.sent_at else 0.0
+        """How long the oldest frame the daemon has not read yet has been waiting while its
+        node was not paused (0: none)."""
+        if not self.sent_at:
+            return 0.0
+        sent, paused = self.sent_at[0]
+        return self._clock() - sent - (self._paused() - paused)
 
 
 class World:
