@@ -111,8 +111,12 @@ async def _check_zendesk(run: "Run") -> None:
                 run.violations.append(f"{where}: {len(voice)} voice comments on {ticket.id}")
             if len(details) > 1 or (exact and len(details) != 1):
                 run.violations.append(f"{where}: {len(details)} details notes on {ticket.id}")
+        created = [u for u in users if u.external_id == identity.external_id]
+        if len(created) > 1:
+            run.violations.append(f"{where}: created {len(created)} users")
         callers = [u for u in users if u.phone == contact.phone]
-        if len(callers) > 1 or (exact and len(callers) != 1):
+        sharing = sum(c.phone == contact.phone for c in run.contacts)  # a hostile twin's
+        if sharing == 1 and (len(callers) > 1 or (exact and len(callers) != 1)):
             run.violations.append(f"{where}: {len(callers)} users with {contact.phone}")
         if contact.lost or (contact.wiped and (agent, cid) not in pending):
             continue
