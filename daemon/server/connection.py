@@ -95,6 +95,11 @@ class AgentBudgets:
     expensive (a large state, many contacts) from slowing every other agent on the node.
     It charges wall-clock time: with the memory store that is the CPU the frame cost; with
     Redis it includes the round trips, during which the agent's lock is held all the same.
+    One frame is charged at most the burst (`TabConnection._charge`): beyond that, the time
+    was the node or the store stalling (a pause, a wait through an outage), not work the
+    agent made the node do, and charging it in full held the agent's tabs for four times
+    the stall, long enough for a tab closing meanwhile to drop the reports it had sent
+    (found by the simulator, tests/sim: seed 7 fails without it).
 
     A budget outlives the agent's connections until it has refilled, so closing every tab
     and reconnecting does not buy a fresh burst; idle full budgets are forgotten, so memory
@@ -200,7 +205,7 @@ class TabConnection:
             await self._open(hello)
             assert self.identity is not None
             opened = time.monotonic()
-            self.budgets.charge(self.identity.agent_id, opened, opened - opening)
+            self._charge(self.identity.agent_id, opening, opened)
             sender = asyncio.create_task(self._send_loop())
             await self._serve()
         except _Closing as closing:
@@ -474,8 +479,11 @@ class TabConnection:
                     continue
                 await self._dispatch(message)
             finally:
-                now = time.monotonic()
-                self.budgets.charge(agent, now, now - started)
+                self._charge(agent, started, time.monotonic())
+
+    def _charge(self, agent: str, started: float, now: float) -> None:
+        """Charge the agent for one frame, at most its busy burst (see `AgentBudgets`)."""
+        self.budgets.charge(agent, now, min(now - started, self.limits.agent_busy_burst))
 
     def _listening(self) -> bool:
         return self.ws.state is State.OPEN and not self.superseded

@@ -322,12 +322,18 @@ class ZendeskClient:
         await asyncio.sleep(seconds)
 
     async def _recover(self, recover: Recover) -> ApiResponse | None:
-        """Ask whether a write whose answer was lost landed; failures mean "don't know"."""
+        """Ask whether a write whose answer was lost landed: the recovered answer, or None
+        when it did not (then it is safe to send again).
+
+        When the question itself fails, nobody knows: raise (transient) rather than send
+        the write again, which duplicated a comment that had landed (found by the
+        simulator, tests/sim, seed 362). The caller's retry checks again before resending.
+        """
         try:
             body = await recover()
         except ZendeskError as exc:
             log.warning("zendesk.recover_failed", error=str(exc))
-            return None
+            raise TransportError(None, None, f"a lost write's landing is unknown: {exc}") from exc
         if body is None:
             return None
         log.info("zendesk.recovered_lost_answer")

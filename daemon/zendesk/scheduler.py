@@ -53,8 +53,11 @@ class WorkflowScheduler:
         self._again: set[tuple[str, str]] = set()
         # Contacts in backoff: not run before this time (a copy of what their journal says).
         self._not_before: dict[tuple[str, str], float] = {}
+        self._closed = False
 
     def wake(self, agent: str, contact: str) -> None:
+        if self._closed:
+            return
         key = (agent, contact)
         if self._not_before.get(key, 0.0) > self.clock():
             return  # the run at the next attempt time plans with the contact as it is then
@@ -76,6 +79,7 @@ class WorkflowScheduler:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def close(self) -> None:
+        self._closed = True
         for task in self._running.values():
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
@@ -90,7 +94,14 @@ class WorkflowScheduler:
                     agent, f"runner:{contact}", self.node_id, self.lease_seconds
                 )
                 if lease is None:
-                    return  # another node runs it; the scan retries if that node dies
+                    # Another node runs it, maybe planning on the contact as it was before
+                    # the change that woke us: look again once its lease would have run
+                    # out, or a run that ends "done" loses this change (and the scan no
+                    # longer lists the contact). Found by the simulator, tests/sim, seed 734.
+                    asyncio.get_running_loop().call_later(
+                        self.lease_seconds, self.wake, agent, contact
+                    )
+                    return
                 result = await self._run_leased(agent, contact, lease)
                 if result.failures:
                     self.metrics.workflow_failures.inc(result.failures)
@@ -98,7 +109,7 @@ class WorkflowScheduler:
                     self._not_before[key] = result.retry_at
                     return
                 self._not_before.pop(key, None)
-                if result.done:
+                if result.done and key not in self._again:
                     await self.store.workflows_done(agent, contact)
                     return
                 if key not in self._again:
