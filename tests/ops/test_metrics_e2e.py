@@ -82,7 +82,9 @@ async def test_one_call_moves_the_series_an_operator_reads(node: Node) -> None:
     for kind in ("FindUsersByPhone", "CreateUser", "CreateTicket", "AddVoiceComment"):
         assert delta(after, before, STEPS, kind=kind) == 1, kind
     assert value(after, STEP_FAILURES) == 0
-    assert delta(after, before, RUNS, result="done") == 1
+    # (A change that reached the scheduler during the run earns one more run, which finds
+    # nothing to do: steps are what must not repeat, and they are counted above.)
+    assert delta(after, before, RUNS, result="done") >= 1
     assert value(after, "switchboard_workflow_failures_total") == 0
 
     # The hub and the store: the events were timed, each store round trip by operation.
