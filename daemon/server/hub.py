@@ -35,7 +35,14 @@ from daemon.core.effects import Outcome, Publish, WakeWorkflow
 from daemon.core.events import AgentEvent, Context, Rules, TabClosed, Tick
 from daemon.core.state import AgentState
 from daemon.server.metrics import Metrics
-from daemon.store.base import Envelope, Store, StoreUnavailable, StreamEntry, Subscription
+from daemon.store.base import (
+    Envelope,
+    Revision,
+    Store,
+    StoreUnavailable,
+    StreamEntry,
+    Subscription,
+)
 from protocol.errors import ErrorCode
 from protocol.messages import Notify
 
@@ -88,7 +95,7 @@ WakeCallback = Callable[[str, str], None]
 class _Cached:
     """An agent's state as this node last saw it, and the newest stream entry it reflects."""
 
-    version: int
+    revision: Revision
     state: AgentState
     epoch: str | None = None
     seq: int | None = None  # None: unknown (loaded, not committed here), so not trusted
@@ -161,21 +168,21 @@ class AgentHub:
     def context(self) -> Context:
         return Context(now=self.clock(), live_nodes=self._live_here)
 
-    async def load(self, agent: str, *, fresh: bool = False) -> tuple[int, AgentState]:
+    async def load(self, agent: str, *, fresh: bool = False) -> tuple[Revision, AgentState]:
         """The agent's state: cached, or (fresh) re-read, decoding only if it changed."""
         cached = self._cache.get(agent)
         if cached is not None and not fresh:
-            return cached.version, cached.state
+            return cached.revision, cached.state
         stored = await self.store.load_agent(agent)
-        if cached is not None and cached.version == stored.version:
-            return cached.version, cached.state
+        if cached is not None and cached.revision == stored.revision:
+            return cached.revision, cached.state
         state = (
             AgentState.from_bytes(stored.state)
             if stored.state is not None
             else new_agent(agent, self.rules)
         )
-        self._remember(agent, _Cached(stored.version, state))
-        return stored.version, state
+        self._remember(agent, _Cached(stored.revision, state))
+        return stored.revision, state
 
     def _remember(self, agent: str, cached: _Cached) -> None:
         """Cache an agent's state and keep the open-contacts gauge in step (no walk).
@@ -231,14 +238,14 @@ class AgentHub:
         async with self._locked(agent):
             fresh = False
             for _ in range(MAX_COMMIT_ATTEMPTS):
-                version, state = await self.load(agent, fresh=fresh)
+                revision, state = await self.load(agent, fresh=fresh)
                 cached = self._cache.get(agent)
                 trusted = cached is not None and cached.seq is not None
                 outcome = handle(state, event, self.context(), self.rules)
                 unsure = outcome.refusal is not None or (not outcome.changed and not trusted)
                 if not fresh and unsure:
                     stored = await self.store.load_agent(agent)
-                    if stored.version != version:
+                    if stored.revision != revision:
                         fresh = True
                         continue
                 if outcome.refusal is not None:
@@ -263,17 +270,18 @@ class AgentHub:
                     for p in publishes
                 ]
                 blob = outcome.state.to_bytes()
-                entries = await self.store.commit_agent(agent, version, blob, envelopes)
-                if entries is None:
+                committed = await self.store.commit_agent(agent, revision, blob, envelopes)
+                if committed is None:
                     self.metrics.conflicts.inc()
                     fresh = True
                     continue
+                entries = committed.entries
                 last = entries[-1] if entries else None
                 self.metrics.state_bytes.observe(len(blob))
                 self._remember(
                     agent,
                     _Cached(
-                        version + 1,
+                        committed.revision,
                         outcome.state,
                         last.epoch if last else (cached.epoch if cached else None),
                         last.seq if last else (cached.seq if cached else None),

@@ -105,14 +105,14 @@ def create_ops_app(
         guard(request)
         agent = request.match_info["agent"]
         try:
-            version, state = await hub.load(agent, fresh=True)
+            revision, state = await hub.load(agent, fresh=True)
         except StoreUnavailable:
             raise web.HTTPServiceUnavailable(text="store unavailable") from None
         live = hub.context().live_nodes
         return web.json_response(
             {
                 "agent": agent,
-                "version": version,
+                "version": revision.version,
                 "tabs": [
                     {k: v for k, v in t.to_dict().items() if k not in ("session", "conn_id")}
                     for t in state.tabs.values()

@@ -41,9 +41,27 @@ class StoreMisconfigured(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Revision:
+    """Which write of an agent's state a reader saw: its version and the stream epoch it was
+    written in. Versions restart at 1 when the store loses the agent (Redis restarted empty,
+    the agent expired); the epoch does not come back, so a revision read before the loss never
+    matches a state written after it, whatever the version count has reached by then."""
+
+    epoch: str | None  # None: never stored (or stored before revisions carried an epoch)
+    version: int  # 0: never stored
+
+
+NEVER_STORED = Revision(None, 0)
+
+
+@dataclass(frozen=True, slots=True)
 class Versioned:
-    version: int  # 0: the agent has never been stored
+    revision: Revision
     state: bytes | None
+
+    @property
+    def version(self) -> int:
+        return self.revision.version
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +78,14 @@ class StreamEntry:
     epoch: str
     seq: int
     envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a successful commit wrote: the new revision and the stream entries it appended."""
+
+    revision: Revision
+    entries: list[StreamEntry]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +119,11 @@ class AgentLog(abc.ABC):
     """The agent aggregate, its stream, and notification of new entries.
 
     Durability: a successful `commit_agent` has written the state and appended every envelope
-    (each with the next seq of the stream's current epoch) in one atomic step. The stream keeps
-    the most recent entries (a count cap); `read_stream` is all-or-nothing over what is kept.
+    (each with the next seq of the stream's current epoch) in one atomic step. Concurrency is
+    optimistic on the whole `Revision`: a commit applies only on top of exactly the state it
+    was built from, which a version alone cannot tell after the store lost the agent. The
+    stream keeps the most recent entries (a count cap); `read_stream` is all-or-nothing over
+    what is kept.
 
     Delivery: `subscribe` is a *hint*, at-most-once. Redis pub/sub drops messages when a
     connection breaks, a node restarts, a slot moves or a client is killed; the memory store
@@ -112,13 +141,15 @@ class AgentLog(abc.ABC):
     async def commit_agent(
         self,
         agent: str,
-        expected_version: int,
+        expected: Revision,
         state: bytes,
         envelopes: Sequence[Envelope],
         *,
         commit_id: str | None = None,
-    ) -> list[StreamEntry] | None:
-        """Write the state and append the envelopes if the version still matches, else None.
+    ) -> Committed | None:
+        """Write the state and append the envelopes if the stored revision is still `expected`
+        (epoch and version), else None and nothing written. The new revision has the next
+        version and the stream's current epoch (created if the stream is gone).
 
         Idempotent per `commit_id` (a fresh random id if not given): the store remembers the
         ids of the agent's recent commits, and a commit whose id it has already applied —

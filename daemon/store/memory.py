@@ -21,10 +21,13 @@ from typing import Any
 import structlog
 
 from daemon.store.base import (
+    NEVER_STORED,
+    Committed,
     Envelope,
     GapListener,
     Lease,
     Resumed,
+    Revision,
     Store,
     StreamEntry,
     StreamListener,
@@ -52,11 +55,17 @@ class _AgentRecord:
     state: bytes | None = None
     seq: int = 0
     entries: deque[StreamEntry] = field(default_factory=deque)
-    commits: OrderedDict[str, list[StreamEntry]] = field(default_factory=OrderedDict)
+    commits: OrderedDict[str, Committed] = field(default_factory=OrderedDict)
     listeners: list[StreamListener] = field(default_factory=list)
     leases: dict[str, _LeaseRecord] = field(default_factory=dict)
     fences: dict[str, int] = field(default_factory=dict)
     journals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def revision(self) -> Revision:
+        """The stored state's revision: the record (and its epoch) lives exactly as long as
+        the state, so a state written in this record was written in this epoch."""
+        return Revision(self.epoch, self.version) if self.version else NEVER_STORED
 
 
 class _MemorySubscription(Subscription):
@@ -139,22 +148,23 @@ class MemoryStore(Store):
     async def load_agent(self, agent: str) -> Versioned:
         record = self._peek(agent)
         if record is None:
-            return Versioned(0, None)
-        return Versioned(record.version, record.state)
+            return Versioned(NEVER_STORED, None)
+        return Versioned(record.revision, record.state)
 
     async def commit_agent(
         self,
         agent: str,
-        expected_version: int,
+        expected: Revision,
         state: bytes,
         envelopes: Sequence[Envelope],
         *,
         commit_id: str | None = None,
-    ) -> list[StreamEntry] | None:
+    ) -> Committed | None:
         record = self._record(agent)
         if commit_id is not None and commit_id in record.commits:
-            return list(record.commits[commit_id])
-        if record.version != expected_version:
+            first = record.commits[commit_id]
+            return Committed(first.revision, list(first.entries))
+        if record.revision != expected:
             return None
         record.version += 1
         record.state = state
@@ -166,8 +176,9 @@ class MemoryStore(Store):
             added.append(entry)
         while len(record.entries) > self._stream_max:
             record.entries.popleft()
+        committed = Committed(record.revision, added)
         if commit_id is not None:
-            record.commits[commit_id] = added
+            record.commits[commit_id] = committed
             if len(record.commits) > RECENT_COMMITS:
                 record.commits.popitem(last=False)
         for entry in added:
@@ -176,7 +187,7 @@ class MemoryStore(Store):
                     listener(entry)
                 except Exception:  # the commit happened; one bad reader must not undo that
                     log.exception("stream_listener_failed", agent=agent, seq=entry.seq)
-        return added
+        return Committed(committed.revision, list(added))
 
     async def stream_head(self, agent: str) -> tuple[str, int]:
         record = self._record(agent)

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgpack
 
-from daemon.store.base import Envelope, Store, StreamEntry
+from daemon.store.base import NEVER_STORED, Envelope, Store, StreamEntry
 from daemon.store.memory import MemoryStore
 from daemon.store.redis import RedisStore
 from tests.redis_servers import RedisCluster, RedisServer
@@ -63,7 +63,7 @@ async def run_agent(
     store: Store, agent: str, events: int, state_bytes: int, delivered: list[int]
 ) -> int:
     """One agent's event loop as the owning node runs it; returns the conflicts seen."""
-    version = 0
+    revision = NEVER_STORED
     blob: bytes | None = msgpack.packb(initial_state(agent, state_bytes))
     conflicts = 0
 
@@ -79,13 +79,13 @@ async def run_agent(
             envelopes = [Envelope({"type": "contact", "seq_hint": n, "state": "connected"})]
             if n % 2:
                 envelopes.append(Envelope({"type": "pop", "ticket": n}, to_tab="tab-1"))
-            entries = await store.commit_agent(agent, version, new_blob, envelopes)
-            if entries is not None:
-                version, blob = version + 1, new_blob
+            committed = await store.commit_agent(agent, revision, new_blob, envelopes)
+            if committed is not None:
+                revision, blob = committed.revision, new_blob
                 break
             conflicts += 1
             loaded = await store.load_agent(agent)  # only after a conflict
-            version, blob = loaded.version, loaded.state
+            revision, blob = loaded.revision, loaded.state
     await subscription.close()
     return conflicts
 

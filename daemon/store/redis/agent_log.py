@@ -3,11 +3,13 @@
 Keys of agent A (`<p>` the prefix; `{A}` a hash tag, so one agent's keys share one slot):
 
 ====================================  ========  =================================================
-`<p>:{A}:state`                       hash      `v` version, `b` aggregate blob; idle TTL
+`<p>:{A}:state`                       hash      `v` version, `b` aggregate blob, `e` the stream
+                                                epoch it was written in (with `v`, the
+                                                `Revision` a commit must match); idle TTL
 `<p>:{A}:meta`                        hash      `e` stream epoch, `s` last seq; idle TTL
 `<p>:{A}:stream`                      stream    entry id `<seq>-0`, field `d` = msgpack envelope;
                                                 `XADD MAXLEN ~ stream_max`; idle TTL
-`<p>:{A}:commits`                     list      the last 16 commits, `<id>|<epoch>:<first seq>`:
+`<p>:{A}:commits`                     list      the last 16 commits, `<id>|<epoch>:<v>:<first>`:
                                                 a re-sent commit is answered, not re-applied
 `<p>:{A}:ch`                          channel   pub/sub (sharded on a cluster); one message
                                                 per commit: msgpack `[epoch, first, env...]`
@@ -24,10 +26,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from daemon.store.base import (
+    NEVER_STORED,
     AgentLog,
+    Committed,
     Envelope,
     GapListener,
     Resumed,
+    Revision,
     StreamEntry,
     StreamListener,
     Subscription,
@@ -59,20 +64,22 @@ class RedisAgentLog(RedisBase, AgentLog):
     async def load_agent(self, agent: str) -> Versioned:
         with translated():
             await self._ready()
-            version, blob = await self._client.hmget(self._key(agent, "state"), ["v", "b"])
+            version, blob, epoch = await self._client.hmget(
+                self._key(agent, "state"), ["v", "b", "e"]
+            )
         if version is None:
-            return Versioned(0, None)
-        return Versioned(int(version), blob)
+            return Versioned(NEVER_STORED, None)
+        return Versioned(Revision(None if epoch is None else to_text(epoch), int(version)), blob)
 
     async def commit_agent(
         self,
         agent: str,
-        expected_version: int,
+        expected: Revision,
         state: bytes,
         envelopes: Sequence[Envelope],
         *,
         commit_id: str | None = None,
-    ) -> list[StreamEntry] | None:
+    ) -> Committed | None:
         encoded = [encode_envelope(envelope) for envelope in envelopes]
         with translated():
             await self._ready()
@@ -84,7 +91,8 @@ class RedisAgentLog(RedisBase, AgentLog):
                     self._key(agent, "commits"),
                 ],
                 [
-                    expected_version,
+                    expected.version,
+                    expected.epoch or "",
                     state,
                     secrets.token_hex(8),
                     self._stream_max,
@@ -97,9 +105,11 @@ class RedisAgentLog(RedisBase, AgentLog):
             )
         if result is None:
             return None
-        epoch, _, first_text = to_text(result).partition(":")
-        first = int(first_text)
-        return [StreamEntry(epoch, first + i, envelope) for i, envelope in enumerate(envelopes)]
+        epoch, version, first = to_text(result).split(":")
+        return Committed(
+            Revision(epoch, int(version)),
+            [StreamEntry(epoch, int(first) + i, envelope) for i, envelope in enumerate(envelopes)],
+        )
 
     async def _commit_direct(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         return await self._commit(keys=keys, args=args)

@@ -50,47 +50,51 @@ end
 RECENT_COMMITS = 16  # commit ids remembered per agent, to recognise a re-sent commit
 
 # KEYS: state, meta, stream, commits
-# ARGV: expected version, blob, epoch candidate, stream max, idle ttl s, publish cmd, channel,
-#       commit id, envelope...
-# Returns "<epoch>:<first seq>" (first = 0 when there are no envelopes), or nil on a version
-# conflict. A commit id already in the agent's recent commits is a re-sent commit (redis-py
-# retries EVALSHA when a reply is lost): it writes nothing and answers what the first did.
+# ARGV: expected version, expected epoch ('' for none), blob, epoch candidate, stream max,
+#       idle ttl s, publish cmd, channel, commit id, envelope...
+# Returns "<epoch>:<version>:<first seq>" (the new revision; first = 0 when there are no
+# envelopes), or nil when the stored revision (`v`, and `e`: the stream epoch the state was
+# written in) is not the expected one. A commit id already in the agent's recent commits is a
+# re-sent commit (redis-py retries EVALSHA when a reply is lost): it writes nothing and answers
+# what the first did.
 COMMIT = (
     _EPOCH
     + """
-local tag = ARGV[8] .. '|'
+local tag = ARGV[9] .. '|'
 local recent = redis.call('LRANGE', KEYS[4], 0, -1)
 for i = 1, #recent do
   if string.sub(recent[i], 1, #tag) == tag then
     return string.sub(recent[i], #tag + 1)
   end
 end
-local version = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if version ~= tonumber(ARGV[1]) then
+local stored = redis.call('HMGET', KEYS[1], 'v', 'e')
+local version = tonumber(stored[1] or '0')
+if version ~= tonumber(ARGV[1]) or (stored[2] or '') ~= ARGV[2] then
   return false
 end
-redis.call('HSET', KEYS[1], 'v', version + 1, 'b', ARGV[2])
-local epoch = epoch_of(KEYS[2], KEYS[3], ARGV[3])
-local n = #ARGV - 8
+redis.call('HSET', KEYS[1], 'v', version + 1, 'b', ARGV[3])
+local epoch = epoch_of(KEYS[2], KEYS[3], ARGV[4])
+redis.call('HSET', KEYS[1], 'e', epoch)
+local n = #ARGV - 9
 local first = 0
 if n > 0 then
   local last = redis.call('HINCRBY', KEYS[2], 's', n)
   first = last - n + 1
   local publication = {epoch, first}
   for i = 1, n do
-    local data = ARGV[8 + i]
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], (first + i - 1) .. '-0', 'd', data)
+    local data = ARGV[9 + i]
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], (first + i - 1) .. '-0', 'd', data)
     publication[2 + i] = data
   end
-  redis.call(ARGV[6], ARGV[7], cmsgpack.pack(publication))
+  redis.call(ARGV[7], ARGV[8], cmsgpack.pack(publication))
 end
-local result = epoch .. ':' .. first
+local result = epoch .. ':' .. (version + 1) .. ':' .. first
 redis.call('LPUSH', KEYS[4], tag .. result)
 redis.call('LTRIM', KEYS[4], 0, """
     + str(RECENT_COMMITS - 1)
     + """)
 for i = 1, 4 do
-  redis.call('EXPIRE', KEYS[i], ARGV[5])
+  redis.call('EXPIRE', KEYS[i], ARGV[6])
 end
 return result
 """
