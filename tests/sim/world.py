@@ -130,10 +130,14 @@ class NodeStore:
             self.running.clear()
             self._since = now
         self._until = max(self._until, now + seconds)
-        asyncio.get_running_loop().call_later(self._until - now, self._resume_if_due)
+        asyncio.get_running_loop().call_later(self._until - now, self._resume_if_last, self._until)
 
-    def _resume_if_due(self) -> None:
-        if not self.running.is_set() and self._clock() >= self._until:
+    def _resume_if_last(self, until: float) -> None:
+        """End the pause this timer was set for, unless a later pause extended it. Compared
+        by value, not against the clock: the loop may wake this timer a rounding error before
+        `until` (seed 6833 had a 5 s pause that never ended, as `1070.0 < 1070.0000000000002`).
+        """
+        if until == self._until:
             self.unpause()
 
     def unpause(self) -> None:
