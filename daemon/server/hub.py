@@ -31,8 +31,19 @@ from typing import Any, Protocol
 import structlog
 
 from daemon.core.agent import handle, new_agent, next_deadline
-from daemon.core.effects import Outcome, Publish, WakeWorkflow
-from daemon.core.events import AgentEvent, Context, Rules, TabClosed, Tick
+from daemon.core.effects import Outcome, Publish, Refusal, WakeWorkflow
+from daemon.core.events import (
+    AgentEvent,
+    ChatReported,
+    CommandIssued,
+    ContactReported,
+    Context,
+    MediaReported,
+    Rules,
+    TabClosed,
+    TabOpened,
+    Tick,
+)
 from daemon.core.state import AgentState
 from daemon.server.metrics import Metrics
 from daemon.store.base import (
@@ -65,6 +76,10 @@ BOUND_CODES = frozenset(
         ErrorCode.STATE_TOO_LARGE,
     }
 )
+
+
+#: Events a tab's connection sends as that tab (it names the tab, not the connection).
+_FROM_TAB = (ContactReported, ChatReported, CommandIssued, MediaReported)
 
 
 class StoreContention(Exception):
@@ -233,12 +248,24 @@ class AgentHub:
         is decided on the cached state when the cache provably holds every stream entry
         committed so far: reports only ever add to a contact, so one already known to the
         cache is known to the store. Refusals are always re-decided on fresh state.
+
+        One connection per tab id (DESIGN invariant 1): an event from a local connection whose
+        tab id the store records under another connection (a duplicate took the id while this
+        node was presumed dead) is refused, on fresh state, and that connection is closed
+        (4009). Anything it would have done is decided on the state it was built from, and a
+        commit only lands on that exact revision, so a stale view cannot get past this check.
         """
         started = time.perf_counter()
         async with self._locked(agent):
             fresh = False
             for _ in range(MAX_COMMIT_ATTEMPTS):
                 revision, state = await self.load(agent, fresh=fresh)
+                moved_on = self._moved_on(agent, state, event)
+                if moved_on and not fresh:
+                    fresh = True
+                    continue
+                if moved_on:
+                    return await self._refuse_moved_on(state, moved_on)
                 cached = self._cache.get(agent)
                 trusted = cached is not None and cached.seq is not None
                 outcome = handle(state, event, self.context(), self.rules)
@@ -296,6 +323,40 @@ class AgentHub:
                 self.metrics.event_seconds.observe(time.perf_counter() - started)
                 return outcome
         raise StoreContention(f"agent {agent}: {MAX_COMMIT_ATTEMPTS} conflicting commits")
+
+    def _moved_on(self, agent: str, state: AgentState, event: AgentEvent) -> list[Sink]:
+        """The local connections `event` came from, if `state` records their tab id under
+        another connection; else none.
+
+        A tab event names its tab, so its senders are the local connections with that id; a
+        re-registration (`TabOpened` with a local connection's id) names its connection. A
+        tab the state does not know is not "moved on" (the store lost it: the core asks for
+        a hello, or the re-registration puts it back).
+        """
+        sinks = self._sinks.get(agent, ())
+        if isinstance(event, TabOpened):
+            senders = [s for s in sinks if s.conn_id == event.conn_id]
+            tab_id = event.tab_id
+        elif isinstance(event, _FROM_TAB):
+            senders = [s for s in sinks if s.tab_id == event.tab_id]
+            tab_id = event.tab_id
+        else:
+            return []
+        tab = state.tabs.get(tab_id) if tab_id else None
+        if tab is None or not senders or any(s.conn_id == tab.conn_id for s in senders):
+            return []
+        return senders
+
+    async def _refuse_moved_on(self, state: AgentState, senders: list[Sink]) -> Outcome:
+        for sink in senders:
+            log.info("tab_moved_on", tab=sink.tab_id, conn=sink.conn_id)
+            await sink.supersede()
+        tab_id = senders[0].tab_id
+        return Outcome(
+            state=state,
+            refusal=Refusal(ErrorCode.NOT_OWNER, f"tab {tab_id} is open on another connection"),
+            changed=False,
+        )
 
     def _after_commit(self, agent: str, before: AgentState, outcome: Outcome) -> None:
         after = outcome.state
@@ -405,15 +466,16 @@ class AgentHub:
         """Make the stored tabs agree with the sockets this node really holds.
 
         A peer with a stale view of live nodes may have marked our tab gone: register it
-        again. The tab may have resumed on another node since: this socket is the old one,
-        so close it (4009) rather than let two connections act for one tab.
+        again. The tab may have resumed on another connection since (even one that has
+        closed again): this socket is the old one, so close it (4009) rather than let two
+        connections act for one tab.
         """
         cached = self._cache.get(agent)
         if cached is None:
             return
         for sink in list(self._sinks.get(agent, ())):
             tab = cached.state.tabs.get(sink.tab_id)
-            if tab is not None and tab.conn_id != sink.conn_id and tab.connected:
+            if tab is not None and tab.conn_id != sink.conn_id:
                 await sink.supersede()
             elif tab is None or (tab.conn_id == sink.conn_id and not tab.connected):
                 try:

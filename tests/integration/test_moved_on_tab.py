@@ -1,0 +1,130 @@
+"""A tab id taken over while its node was presumed dead: the old connection can no longer act.
+
+Two real hubs (nodes n1, n2) on one real memory store. A tab on n2 owns a call; n2 stops
+renewing its heartbeat (a long GC pause, SIGSTOP), so n1 counts the tab as gone, and a
+duplicated browser tab presents the same tab id on n1 and gets it. When n2 wakes, whatever
+the old page sent meanwhile must not be taken as the owner's word (simulator seed 186).
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from daemon.core.events import CommandIssued, ContactReported, Rules, TabClosed, TabOpened
+from daemon.server.hub import AgentHub
+from daemon.server.metrics import Metrics
+from daemon.store.base import StreamEntry
+from daemon.store.memory import MemoryStore
+from protocol.errors import ErrorCode
+from protocol.messages import Command, ContactEvent, ContactSnapshot, Notify
+
+AGENT = "alice"
+RULES = Rules(node_timeout_seconds=0.05)
+
+
+class Page:
+    """A tab's connection as the hub sees it; records deliveries and whether it was closed."""
+
+    def __init__(self, tab_id: str, conn_id: str) -> None:
+        self.tab_id, self.conn_id = tab_id, conn_id
+        self.entries: list[StreamEntry] = []
+        self.superseded = False
+
+    async def supersede(self) -> None:
+        self.superseded = True
+
+    def deliver(self, entry: StreamEntry) -> None:
+        self.entries.append(entry)
+
+    def resync(self) -> None:
+        pass
+
+    async def tell(self, notice: Notify) -> None:
+        pass
+
+    async def reregister(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def hubs() -> AsyncIterator[tuple[AgentHub, AgentHub]]:
+    store = MemoryStore()
+    n1 = AgentHub(store, RULES, "n1", Metrics())
+    n2 = AgentHub(store, RULES, "n2", Metrics())
+    n1.live_nodes = n2.live_nodes = frozenset({"n1", "n2"})
+    yield n1, n2
+    await n1.close()
+    await n2.close()
+    await store.close()
+
+
+async def open_page(hub: AgentHub, tab_id: str, conn_id: str) -> Page:
+    opened = TabOpened(
+        node=hub.node_id,
+        role="embedded",
+        tab_id=tab_id,
+        session=None,  # a duplicated page has the tab id (sessionStorage), not the session
+        conn_id=conn_id,
+        fresh_tab_id=f"fresh-{conn_id}",
+        fresh_session=f"session-{conn_id}",
+    )
+    outcome = await hub.apply(AGENT, opened)
+    assert outcome.assignment is not None
+    page = Page(outcome.assignment.tab_id, conn_id)
+    await hub.attach(AGENT, page)
+    return page
+
+
+def create_ticket(page: Page, epoch: int) -> CommandIssued:
+    command = Command(name="create_ticket", contact_id="c1", epoch=epoch)
+    return CommandIssued(tab_id=page.tab_id, command=command)
+
+
+async def test_a_duplicate_that_took_the_id_is_the_only_connection_that_acts(
+    hubs: tuple[AgentHub, AgentHub],
+) -> None:
+    n1, n2 = hubs
+    old = await open_page(n2, "t-1", "conn-old")
+    report = ContactEvent(event="connected", contact=ContactSnapshot(contact_id="c1"))
+    await n2.apply(AGENT, ContactReported(tab_id="t-1", report=report))
+    _, state = await n1.load(AGENT, fresh=True)
+    assert (state.contacts["c1"].owner_tab, state.contacts["c1"].epoch) == ("t-1", 1)
+
+    n1.live_nodes = frozenset({"n1"})  # n2's heartbeat lapsed: its tabs count as gone
+    await asyncio.sleep(RULES.node_timeout_seconds * 2)
+    twin = await open_page(n1, "t-1", "conn-twin")
+    assert twin.tab_id == "t-1"  # the id of a tab presumed gone is taken, as on a reload
+
+    # n2 wakes up and handles what the old page sent during the pause, as the tab "t-1".
+    outcome = await n2.apply(AGENT, create_ticket(old, 1))
+    assert outcome.refusal is not None and outcome.refusal.code == ErrorCode.NOT_OWNER
+    assert old.superseded  # closed (4009), so it cannot try again
+    refused = await n2.apply(AGENT, ContactReported(tab_id="t-1", report=report))
+    assert refused.refusal is not None and refused.refusal.code == ErrorCode.NOT_OWNER
+
+    _, state = await n1.load(AGENT, fresh=True)
+    assert state.contacts["c1"].commands == ()  # nothing the old page sent was applied
+    assert state.tabs["t-1"].conn_id == "conn-twin"
+
+    accepted = await n1.apply(AGENT, create_ticket(twin, 1))
+    assert accepted.refusal is None and accepted.changed
+    assert not twin.superseded
+
+
+async def test_a_connection_whose_id_moved_on_is_closed_by_the_sweep(
+    hubs: tuple[AgentHub, AgentHub],
+) -> None:
+    """Even once the tab that took the id has closed again, the old connection is closed
+    rather than left to act as a tab the store no longer gives it."""
+    n1, n2 = hubs
+    old = await open_page(n2, "t-1", "conn-old")
+    n1.live_nodes = frozenset({"n1"})
+    await asyncio.sleep(RULES.node_timeout_seconds * 2)
+    twin = await open_page(n1, "t-1", "conn-twin")
+    await n1.detach(AGENT, twin)
+    await n1.apply(AGENT, TabClosed(tab_id="t-1", conn_id="conn-twin"))
+
+    await n2.load(AGENT, fresh=True)  # what n2 learns when it wakes and re-reads
+    await n2.sweep()
+    assert old.superseded
