@@ -47,7 +47,18 @@ async def check_step(run: "Run") -> None:
         held = state.tabs.get(tab.tab_id or "") if state is not None else None
         if held is None or tab.pipe is None or held.conn_id != tab.pipe.conn_id:
             # A connection the tab's id has moved on from (a duplicate took the id of a tab
-            # on a node presumed dead): it is closed (4009) once its node notices.
+            # on a node presumed dead): its view is stale until its node notices, but it can
+            # no longer act, and it is closed (4009) soon after its node runs again.
+            if held is not None and tab.pipe is not None and tab.node is not None:
+                paused = tab.node.store.paused_seconds
+                since, paused_then = run.moved_on.setdefault(
+                    tab.pipe.conn_id, (run.world.clock.now, paused())
+                )
+                running = run.world.clock.now - since - (paused() - paused_then)
+                if running > MAX_UNREAD_SECONDS:
+                    run.violations.append(
+                        f"tab {tab.name} ({tab.agent}): open {running:.0f} s after its id moved on"
+                    )
             continue
         for cid, view in tab.view.items():
             if view.get("owner_tab") != tab.tab_id:

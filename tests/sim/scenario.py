@@ -81,6 +81,9 @@ class Run:
     wipes: int = 0
     log: list[str] = field(default_factory=list)
     stored_epochs: dict[tuple[int, str, str], int] = field(default_factory=dict)
+    #: When each open connection was first seen with its tab id held by another connection
+    #: (clock, and its node's paused seconds then), by connection id.
+    moved_on: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     # -- helpers -----------------------------------------------------------------------
 

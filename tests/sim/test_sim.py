@@ -32,6 +32,8 @@ FOUND = {
     7: "connection.py: a node pause charged in full to the agent held its tabs' frames 4x as long",
     362: "zendesk/client.py: a write resent when checking that it landed failed (2 voice comments)",
     734: "zendesk/scheduler.py: a change during a run that ended 'done' was never planned",
+    186: "hub: a connection whose tab id a duplicate took while its node was paused still acted"
+    " as that tab when the node woke (commands accepted as the owner's)",
     6982: "store: a node paused between load and commit through a wipe wrote its old view once "
     "the new life's version reached the one it had read (also 6833, before pauses ended on time)",
 }
