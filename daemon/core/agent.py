@@ -288,6 +288,10 @@ class _Change:
             reassigned = event.tab_id is not None and tab_id is None
             tab_id = tab_id or event.fresh_tab_id
             session = event.fresh_session
+        elif presented.conn_id == event.conn_id:
+            # The same connection registering again (after a store outage, or a lapse of its
+            # node): the same tab, whatever session it last heard of.
+            tab_id, session, reassigned = presented.tab_id, presented.session, False
         elif self.live(presented) and event.session != presented.session:
             tab_id, session, reassigned = event.fresh_tab_id, event.fresh_session, True
         else:

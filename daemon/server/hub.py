@@ -141,6 +141,7 @@ class AgentHub:
         self.clock = clock
         self._live_nodes: frozenset[str] = frozenset({node_id})
         self._live_here = self._live_nodes  # the live set, always with this node in it
+        self._live_at: float | None = None  # when the live set was last taken (clock time)
         self.on_wake: WakeCallback | None = None
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, _AgentLock] = {}
@@ -165,13 +166,36 @@ class AgentHub:
 
     @live_nodes.setter
     def live_nodes(self, nodes: frozenset[str]) -> None:
-        """Take the store's live set; agents with tabs on a node that came or went tick."""
+        """Take the store's live set (after a heartbeat); agents with tabs on a node that came
+        or went tick.
+
+        The set is taken about every second. A gap of half a node timeout or more means this
+        node stopped (a long pause, SIGSTOP, a store outage) and peers may have counted it
+        dead meanwhile: marked its tabs gone, even given their ids to duplicated pages. Every
+        local tab then registers again, which puts a tab marked gone back and closes (4009) a
+        connection whose id moved on (see `apply`).
+        """
+        now = self.clock()
+        gap = 0.0 if self._live_at is None else now - self._live_at
+        self._live_at = now
         changed = nodes ^ self._live_nodes
         self._live_nodes = nodes
         self._live_here = nodes | {self.node_id}
         if changed:
             self._planned.clear()  # node timeouts in every deadline depend on the live set
             self._spawn(self._nodes_changed(changed))
+        if gap >= self.rules.node_timeout_seconds / 2:
+            log.info("node_lapsed", seconds=round(gap, 1))
+            self._spawn(self._reregister_all())
+
+    async def _reregister_all(self) -> None:
+        for index, sink in enumerate(self.sinks()):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            try:
+                await sink.reregister()
+            except Exception as e:  # the sweep reconciles what is still wrong
+                log.warning("reregister_failed", tab=sink.tab_id, error=repr(e))
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)

@@ -282,6 +282,30 @@ def test_reconnect_with_session_takes_over_and_late_close_is_ignored() -> None:
     assert h.state.tabs[t1].connected and h.contact().grace_until is None
 
 
+def test_the_same_connection_registering_again_keeps_its_tab() -> None:
+    """A re-registration (after a store outage, or a lapse of the node) presents the tab id
+    and whatever session the connection last heard of: it is the same tab, never a duplicate,
+    even when it re-registers twice and the first gave the tab a new session."""
+    h = Harness()
+    t1 = h.new_tab()
+    h.report(t1, "connected")
+    held = h.state.tabs[t1]
+    again = TabOpened(
+        node=N1,
+        role="embedded",
+        tab_id=t1,
+        session="a-session-the-store-forgot",
+        conn_id=held.conn_id,
+        fresh_tab_id="never-used",
+        fresh_session="never-used-either",
+    )
+    out = h.apply(again, at=1005)
+    assert out.assignment is not None
+    assert (out.assignment.tab_id, out.assignment.reassigned) == (t1, False)
+    assert out.assignment.session == held.session
+    assert set(h.state.tabs) == {t1} and h.contact().owner_tab == t1
+
+
 def test_role_mismatch_is_not_the_same_tab() -> None:
     h = Harness()
     t1 = h.new_tab()

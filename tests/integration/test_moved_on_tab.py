@@ -24,10 +24,11 @@ RULES = Rules(node_timeout_seconds=0.05)
 
 
 class Page:
-    """A tab's connection as the hub sees it; records deliveries and whether it was closed."""
+    """A tab's connection as the hub sees it; records deliveries and whether it was closed,
+    and registers again as the real connection does (`TabConnection.reregister`)."""
 
-    def __init__(self, tab_id: str, conn_id: str) -> None:
-        self.tab_id, self.conn_id = tab_id, conn_id
+    def __init__(self, hub: AgentHub, tab_id: str, conn_id: str) -> None:
+        self.hub, self.tab_id, self.conn_id = hub, tab_id, conn_id
         self.entries: list[StreamEntry] = []
         self.superseded = False
 
@@ -44,7 +45,7 @@ class Page:
         pass
 
     async def reregister(self) -> None:
-        pass
+        await self.hub.apply(AGENT, opened(self.hub, self.tab_id, self.conn_id))
 
 
 @pytest.fixture
@@ -59,8 +60,8 @@ async def hubs() -> AsyncIterator[tuple[AgentHub, AgentHub]]:
     await store.close()
 
 
-async def open_page(hub: AgentHub, tab_id: str, conn_id: str) -> Page:
-    opened = TabOpened(
+def opened(hub: AgentHub, tab_id: str, conn_id: str) -> TabOpened:
+    return TabOpened(
         node=hub.node_id,
         role="embedded",
         tab_id=tab_id,
@@ -69,9 +70,12 @@ async def open_page(hub: AgentHub, tab_id: str, conn_id: str) -> Page:
         fresh_tab_id=f"fresh-{conn_id}",
         fresh_session=f"session-{conn_id}",
     )
-    outcome = await hub.apply(AGENT, opened)
+
+
+async def open_page(hub: AgentHub, tab_id: str, conn_id: str) -> Page:
+    outcome = await hub.apply(AGENT, opened(hub, tab_id, conn_id))
     assert outcome.assignment is not None
-    page = Page(outcome.assignment.tab_id, conn_id)
+    page = Page(hub, outcome.assignment.tab_id, conn_id)
     await hub.attach(AGENT, page)
     return page
 
@@ -128,3 +132,32 @@ async def test_a_connection_whose_id_moved_on_is_closed_by_the_sweep(
     await n2.load(AGENT, fresh=True)  # what n2 learns when it wakes and re-reads
     await n2.sweep()
     assert old.superseded
+
+
+async def test_a_node_that_lapsed_closes_its_connections_whose_id_moved_on(
+    hubs: tuple[AgentHub, AgentHub],
+) -> None:
+    """The old page sends nothing and its agent has no activity (simulator seed 4042): the
+    node notices its own lapse when it next takes the live set, and sorts its tabs out."""
+    n1, n2 = hubs
+    old = await open_page(n2, "t-1", "conn-old")
+    quiet = await open_page(n2, "t-2", "conn-quiet")
+    n1.live_nodes = frozenset({"n1"})
+    await asyncio.sleep(RULES.node_timeout_seconds * 2)  # n2 is paused meanwhile
+    await open_page(n1, "t-1", "conn-twin")
+    await n1.apply(
+        AGENT,
+        ContactReported(
+            tab_id="t-1",
+            report=ContactEvent(event="incoming", contact=ContactSnapshot(contact_id="c2")),
+        ),
+    )
+    _, state = await n1.load(AGENT, fresh=True)
+    assert not state.tabs["t-2"].connected  # n1 counted n2's quiet tab gone too
+
+    n2.live_nodes = frozenset({"n1", "n2"})  # n2 wakes: its first live set after the gap
+    await asyncio.sleep(0.05)
+    assert old.superseded and not quiet.superseded
+    _, state = await n1.load(AGENT, fresh=True)
+    assert state.tabs["t-2"].connected and state.tabs["t-2"].conn_id == "conn-quiet"
+    assert state.tabs["t-1"].conn_id == "conn-twin"
