@@ -34,6 +34,8 @@ FOUND = {
     734: "zendesk/scheduler.py: a change during a run that ended 'done' was never planned",
     186: "hub: a connection whose tab id a duplicate took while its node was paused still acted"
     " as that tab when the node woke (commands accepted as the owner's)",
+    4042: "hub: a connection whose tab id moved on while its node was paused stayed open (and "
+    "would get the new tab's pops) as long as its agent was quiet",
     6982: "store: a node paused between load and commit through a wipe wrote its old view once "
     "the new life's version reached the one it had read (also 6833, before pauses ended on time)",
 }
