@@ -53,6 +53,16 @@ _VALID_ID = re.compile(ID_PATTERN)
 _MAX_ECHO = 80  # characters of a client's value quoted back in an error
 
 
+def _refuse_constant(name: str) -> Any:
+    """Python's JSON decoder accepts NaN and Infinity, which JSON does not have."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# Made once: `json.dumps`/`json.loads` with options build a new encoder or decoder per call.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decode_json = json.JSONDecoder(parse_constant=_refuse_constant).decode
+
+
 def json_too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
     """True if the JSON text nests more than `limit` levels, decided without recursion.
 
@@ -108,7 +118,7 @@ class Codec:
         if self.binary:
             packed: bytes = msgpack.packb(data, use_bin_type=True)
             return packed
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return _encode_json(data)
 
     def encode(self, message: BaseModel) -> str | bytes:
         return self.dumps(message.model_dump(mode="json", exclude_none=True))
@@ -135,7 +145,7 @@ class Codec:
         if json_too_deep(frame):
             raise too_deep_error
         try:
-            data = json.loads(frame, parse_constant=_refuse_constant)
+            data = _decode_json(frame)
         except (ValueError, RecursionError) as e:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"malformed JSON: {e}") from e
         if _SURROGATE_ESCAPE.search(frame) is not None:
@@ -157,11 +167,6 @@ class Codec:
 
 def codec_for(subprotocol: str | None) -> Codec | None:
     return Codec(subprotocol) if subprotocol in SUBPROTOCOLS else None
-
-
-def _refuse_constant(name: str) -> Any:
-    """Python's JSON decoder accepts NaN and Infinity, which JSON does not have."""
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def parse_client_message(data: Any) -> ClientMessage:

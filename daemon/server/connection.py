@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
@@ -38,8 +37,10 @@ from daemon.core.events import (
 from daemon.core.ratelimit import TokenBucket
 from daemon.core.views import snapshot
 from daemon.server.auth import AgentIdentity, TokenRefused, verify_token
+from daemon.server.frames import EntryFrames, entry_data
 from daemon.server.hub import AgentHub, StoreContention
 from daemon.server.metrics import Metrics
+from daemon.server.socket import TabSocket
 from daemon.store.base import StoreUnavailable, StreamEntry
 from protocol.codec import Codec
 from protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -166,13 +167,14 @@ class _Closing(Exception):
 class TabConnection:
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: TabSocket,
         codec: Codec,
         hub: AgentHub,
         secret: str,
         limits: ConnectionLimits,
         budgets: AgentBudgets,
         metrics: Metrics,
+        frames: EntryFrames | None = None,
     ) -> None:
         self.ws = ws
         self.codec = codec
@@ -181,6 +183,7 @@ class TabConnection:
         self.limits = limits
         self.budgets = budgets
         self.metrics = metrics
+        self.frames = frames if frames is not None else EntryFrames()
         self.conn_id = secrets.token_hex(8)
         self.bucket = TokenBucket.full(limits.rate_per_second, limits.rate_burst, time.monotonic())
         self.strikes = 0
@@ -190,6 +193,7 @@ class TabConnection:
         self.session = ""
         self.cursor = ("", 0)
         self.queue: asyncio.Queue[StreamEntry | Notify | object] = asyncio.Queue()
+        self._sender_idle = False  # the sender waits for work: nothing in flight or queued
         self.superseded = False
         self._closer: asyncio.Task[None] | None = None
         self.log = log.bind(conn=self.conn_id)
@@ -336,6 +340,10 @@ class TabConnection:
     # -- delivery ----------------------------------------------------------------------
 
     def deliver(self, entry: StreamEntry) -> None:
+        """A new entry of the agent's stream; sent at once when nothing is pending, so an
+        entry reaches the agent's idle tabs in the committing turn, with no task switch."""
+        if self._sender_idle and self.queue.empty() and self._send_next(entry):
+            return
         if self.queue.qsize() >= self.limits.max_backlog:
             # A tab this far behind is better served by one re-read than by a long queue.
             self._drain()
@@ -378,9 +386,34 @@ class TabConnection:
         while not self.queue.empty():
             self.queue.get_nowait()
 
+    def _send_next(self, entry: StreamEntry) -> bool:
+        """Send the entry that follows the cursor now, if the socket takes it without waiting.
+
+        False (nothing done) for anything else: an entry out of sequence (the sender fills the
+        gap or sends a snapshot), or a socket that is closing or has unsent data (the sender
+        waits for it to drain).
+        """
+        epoch, seq = self.cursor
+        if entry.epoch != epoch or entry.seq != seq + 1:
+            return False
+        if not self._for_this_tab(entry):
+            self.cursor = (epoch, entry.seq)
+            return True
+        if not self.ws.send_now(self.frames.live(entry, self.codec)):
+            return False
+        self.cursor = (epoch, entry.seq)
+        self.metrics.sent[entry.envelope.message["type"]].inc()
+        return True
+
+    def _for_this_tab(self, entry: StreamEntry) -> bool:
+        envelope = entry.envelope
+        return envelope.to_tab in (None, self.tab_id) and envelope.to_role in (None, self.role)
+
     async def _send_loop(self) -> None:
         while True:
+            self._sender_idle = self.queue.empty()
             item = await self.queue.get()
+            self._sender_idle = False
             try:
                 if isinstance(item, StreamEntry):
                     await self._catch_up(item)
@@ -424,17 +457,15 @@ class TabConnection:
             if entry.epoch != epoch or entry.seq <= seq:
                 continue
             self.cursor = (entry.epoch, entry.seq)
-            envelope = entry.envelope
-            if envelope.to_tab not in (None, self.tab_id) or envelope.to_role not in (
-                None,
-                self.role,
-            ):
+            if not self._for_this_tab(entry):
                 continue
-            data: dict[str, Any] = dict(envelope.message)
-            data["pos"] = {"epoch": entry.epoch, "seq": entry.seq}
-            data["replayed"] = replayed
-            await self.ws.send(self.codec.dumps(data))
-            self.metrics.messages_out.labels(type=str(data.get("type"))).inc()
+            frame = (
+                self.codec.dumps(entry_data(entry, replayed=True))
+                if replayed
+                else self.frames.live(entry, self.codec)
+            )
+            await self.ws.send(frame)
+            self.metrics.sent[entry.envelope.message["type"]].inc()
 
     async def _send_snapshot(self) -> None:
         assert self.identity is not None
@@ -500,9 +531,9 @@ class TabConnection:
         assert self.identity is not None
         granted, wait = self.budgets.reserve(self.identity.agent_id, time.monotonic())
         if granted and wait > 0:
-            self.metrics.agent_throttled.labels(outcome="delayed").inc()
+            self.metrics.throttled["delayed"].inc()
         elif not granted:
-            self.metrics.agent_throttled.labels(outcome="refused").inc()
+            self.metrics.throttled["refused"].inc()
             if refusal is not None:
                 await self._strike(refusal, "this agent's tabs together are over its budget")
         if wait > 0:
@@ -534,7 +565,7 @@ class TabConnection:
             if not greeted:
                 raise _Closing(CloseCode.PROTOCOL_ERROR, f"not a hello: {e.code}") from e
             return None
-        self.metrics.messages_in.labels(type=message.type).inc()
+        self.metrics.received[message.type].inc()
         return message
 
     def _event_for(self, message: ClientMessage) -> AgentEvent:
@@ -579,10 +610,10 @@ class TabConnection:
 
     async def _send_model(self, message: Any) -> None:
         await self.ws.send(self.codec.encode(message))
-        self.metrics.messages_out.labels(type=message.type).inc()
+        self.metrics.sent[message.type].inc()
 
     async def _error(self, code: ErrorCode, text: str, ref: str | None = None) -> None:
-        self.metrics.errors.labels(code=code.value).inc()
+        self.metrics.refused[code.value].inc()
         self.log.info("refused", code=code.value, message=text)
         await self._send_model(Error(code=code, message=text, ref=ref))
 
