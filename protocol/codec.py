@@ -100,6 +100,10 @@ def too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def _too_deep() -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_FRAME, f"nested deeper than {MAX_DEPTH}")
+
+
 def _shorten(text: str) -> str:
     return text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 3] + "..."
 
@@ -129,7 +133,6 @@ class Codec:
         Raises only ProtocolError (BAD_FRAME): malformed, too deep, over a container or
         string bound, or a string no encoder downstream could write.
         """
-        too_deep_error = ProtocolError(ErrorCode.BAD_FRAME, f"nested deeper than {MAX_DEPTH}")
         if self.binary:
             if not isinstance(frame, bytes):
                 raise ProtocolError(ErrorCode.BAD_FRAME, "expected a binary msgpack frame")
@@ -138,12 +141,12 @@ class Codec:
             except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
                 raise ProtocolError(ErrorCode.BAD_FRAME, f"malformed msgpack: {e}") from e
             if isinstance(data, dict | list) and too_deep(data):
-                raise too_deep_error
+                raise _too_deep()
             return data
         if not isinstance(frame, str):
             raise ProtocolError(ErrorCode.BAD_FRAME, "expected a text JSON frame")
         if json_too_deep(frame):
-            raise too_deep_error
+            raise _too_deep()
         try:
             data = _decode_json(frame)
         except (ValueError, RecursionError) as e:
