@@ -48,6 +48,11 @@ async def start_ws_server(
             await ws.close(int(CloseCode.PROTOCOL_ERROR), "unsupported subprotocol")
             return
         assert isinstance(ws, TabSocket)
+        # The handshake's headers (kilobytes) are not needed once the connection is open,
+        # and an idle tab would keep them for hours.
+        for handshake in (ws.request, ws.response):
+            if handshake is not None:
+                handshake.headers.clear()
         await TabConnection(ws, codec, hub, secret, limits, budgets, metrics, frames).run()
 
     def check_request(_: ServerConnection, request: Request) -> Response | None:
