@@ -2,6 +2,7 @@
 
     python tests/bench/idle_scale.py [--tabs 10000 20000] [--hold 20] [--rate 250]
                                      [--election-seconds 10] [--resumes 300] [--no-redis]
+                                     [--root PATH]   # run the daemon of another checkout
 
 The load runs in separate client processes (`--workers` of them, raw `websockets`, no
 compression, no client-side pings), never in the measured server. The echo server and the
@@ -15,7 +16,8 @@ hold that many sockets):
   server's CPU over `--hold` seconds;
 - `daemon` (memory store): that many greeted tabs, three per agent as in life (each has had
   its welcome and snapshot): RSS growth per tab and CPU over the hold, while `/healthz` is
-  polled every 20 ms (p50, p99 and max latency); ratios to the echo figures.
+  polled every 20 ms for another `--hold` seconds (p50, p99 and max latency; apart from the
+  CPU window, since answering the probe costs CPU too); ratios to the echo figures.
 
 Then, on a daemon with the memory store and one with Redis (a `redis-server` started for the
 run), each with no idle crowd:
@@ -71,15 +73,20 @@ def raise_file_limit() -> int:
 
 
 def spawn(
-    args: list[str], env: dict[str, str] | None = None, *, talks: bool = False
+    args: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    talks: bool = False,
+    root: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
-    """A Python process in this checkout; `talks`: a worker, driven over stdin and stdout."""
+    """A Python process in the `root` checkout; `talks`: a worker, driven over stdin and
+    stdout."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     full.update(env or {})
-    full["PYTHONPATH"] = str(ROOT)
+    full["PYTHONPATH"] = str(root)
     return subprocess.Popen(
         [sys.executable, *args],
-        cwd=ROOT,
+        cwd=root,
         env=full,
         stdin=subprocess.PIPE if talks else subprocess.DEVNULL,
         stdout=subprocess.PIPE if talks else subprocess.DEVNULL,
@@ -328,12 +335,9 @@ async def hold_crowd(
     await asyncio.sleep(3.0)  # let the last greetings and their allocations settle
     rss = rss_kib(pid)
     cpu = cpu_seconds(pid)
-    latencies: list[float] = []
-    if health:
-        latencies = await probe_health(health, hold)
-    else:
-        await asyncio.sleep(hold)
+    await asyncio.sleep(hold)  # nothing but the crowd: the probe below costs CPU too
     cpu = cpu_seconds(pid) - cpu
+    latencies = await probe_health(health, hold) if health else []
     for worker in crowd:
         worker.release()
     for worker in crowd:
@@ -351,18 +355,18 @@ async def hold_crowd(
 
 
 def start_daemon(
-    ws_port: int, http_port: int, redis_url: str | None = None
+    root: Path, ws_port: int, http_port: int, redis_url: str | None = None
 ) -> subprocess.Popen[bytes]:
     args = ["-m", "daemon.cli", "serve", "--ws-port", str(ws_port), "--http-port", str(http_port)]
     if redis_url:
         args += ["--redis-url", redis_url]
-    return spawn(args, daemon_env())
+    return spawn(args, daemon_env(), root=root)
 
 
-async def crowd_phase(count: int, workers: int, hold: float) -> dict[str, Any]:
+async def crowd_phase(root: Path, count: int, workers: int, hold: float) -> dict[str, Any]:
     echo_port, ws_port, http_port = free_port(), free_port(), free_port()
     echo = spawn([str(ROOT / "tests/bench/echo_server.py"), str(echo_port)])
-    daemon = start_daemon(ws_port, http_port)
+    daemon = start_daemon(root, ws_port, http_port)
     try:
         await wait_port(echo_port)
         await wait_port(ws_port)
@@ -390,10 +394,10 @@ async def crowd_phase(count: int, workers: int, hold: float) -> dict[str, Any]:
 
 
 async def latency_phase(
-    redis_url: str | None, rate: float, seconds: float, resumes: int
+    root: Path, redis_url: str | None, rate: float, seconds: float, resumes: int
 ) -> dict[str, Any]:
     ws_port = free_port()
-    daemon = start_daemon(ws_port, free_port(), redis_url)
+    daemon = start_daemon(root, ws_port, free_port(), redis_url)
     try:
         await wait_port(ws_port)
         url = f"ws://127.0.0.1:{ws_port}/ws"
@@ -409,20 +413,22 @@ async def latency_phase(
         daemon.wait(30)
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def main(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     limit = raise_file_limit()
-    result: dict[str, Any] = {"file_limit": limit, "crowds": {}}
+    result: dict[str, Any] = {"root": str(root), "file_limit": limit, "crowds": {}}
     for count in args.tabs:
         if count + FD_MARGIN > limit:
             result["crowds"][str(count)] = f"skipped: the open-file limit is {limit}"
             continue
-        result["crowds"][str(count)] = await crowd_phase(count, args.workers, args.hold)
-    result["memory"] = await latency_phase(None, args.rate, args.election_seconds, args.resumes)
+        result["crowds"][str(count)] = await crowd_phase(root, count, args.workers, args.hold)
+    result["memory"] = await latency_phase(
+        root, None, args.rate, args.election_seconds, args.resumes
+    )
     if not args.no_redis:
         redis = RedisServer.start()
         try:
             result["redis"] = await latency_phase(
-                redis.url, args.rate, args.election_seconds, args.resumes
+                root, redis.url, args.rate, args.election_seconds, args.resumes
             )
         finally:
             redis.close()
@@ -445,4 +451,6 @@ if __name__ == "__main__":
     parser.add_argument("--election-seconds", type=float, default=10.0)
     parser.add_argument("--resumes", type=int, default=300)
     parser.add_argument("--no-redis", action="store_true")
-    print(json.dumps(asyncio.run(main(parser.parse_args())), indent=2))
+    parser.add_argument("--root", default=str(ROOT), help="checkout whose daemon is measured")
+    parsed = parser.parse_args()
+    print(json.dumps(asyncio.run(main(parsed, Path(parsed.root).resolve())), indent=2))
