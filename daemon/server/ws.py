@@ -77,5 +77,8 @@ async def start_ws_server(
         process_request=check_request,
         server_header="switchboard",
         close_timeout=2,  # a client that ignores our close frame holds nothing for long
+        # Thousands of tabs reconnect at once after a restart or a failover; with asyncio's
+        # default accept queue (100) the overflow's SYNs are dropped and retried seconds later.
+        backlog=4096,
         create_connection=TabSocket,
     )

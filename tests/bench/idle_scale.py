@@ -56,7 +56,7 @@ from tests.redis_servers import RedisServer, free_port  # noqa: E402
 
 SUBPROTOCOL = "switchboard.v1.json"
 FD_MARGIN = 100  # descriptors a daemon needs besides its tabs (listeners, store, logs, ...)
-OPENING = 64  # connections one worker opens at once
+OPENING = 16  # connections one worker opens at once
 
 
 def rss_kib(pid: int) -> int:
@@ -90,7 +90,7 @@ def spawn(
         env=full,
         stdin=subprocess.PIPE if talks else subprocess.DEVNULL,
         stdout=subprocess.PIPE if talks else subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=None if talks else subprocess.DEVNULL,  # a worker's failure is shown
     )
 
 
