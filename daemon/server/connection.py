@@ -398,7 +398,7 @@ class TabConnection:
     async def tell(self, notice: Notify) -> None:
         """Out-of-stream news about the daemon itself (store down, store back).
 
-        Queued for this connection's sender, never sent inline: the caller tells every tab
+        Put in this connection's backlog, never sent inline: the caller tells every tab
         in turn, and one tab that does not read must not hold up the others.
         """
         self._queue(notice)
@@ -469,6 +469,8 @@ class TabConnection:
                     await asyncio.sleep(0.5)
                     self.backlog.append(_RESYNC)
                 except ConnectionClosed:
+                    self.streaming = False  # nothing more to send: the handler ends soon
+                    self.backlog.clear()
                     return
                 except Exception:
                     # A tab that silently stops receiving is worse than one that reconnects
