@@ -53,6 +53,16 @@ _VALID_ID = re.compile(ID_PATTERN)
 _MAX_ECHO = 80  # characters of a client's value quoted back in an error
 
 
+def _refuse_constant(name: str) -> Any:
+    """Python's JSON decoder accepts NaN and Infinity, which JSON does not have."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# Made once: `json.dumps`/`json.loads` with options build a new encoder or decoder per call.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decode_json = json.JSONDecoder(parse_constant=_refuse_constant).decode
+
+
 def json_too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
     """True if the JSON text nests more than `limit` levels, decided without recursion.
 
@@ -90,6 +100,10 @@ def too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def _too_deep() -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_FRAME, f"nested deeper than {MAX_DEPTH}")
+
+
 def _shorten(text: str) -> str:
     return text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 3] + "..."
 
@@ -108,7 +122,7 @@ class Codec:
         if self.binary:
             packed: bytes = msgpack.packb(data, use_bin_type=True)
             return packed
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return _encode_json(data)
 
     def encode(self, message: BaseModel) -> str | bytes:
         return self.dumps(message.model_dump(mode="json", exclude_none=True))
@@ -119,7 +133,6 @@ class Codec:
         Raises only ProtocolError (BAD_FRAME): malformed, too deep, over a container or
         string bound, or a string no encoder downstream could write.
         """
-        too_deep_error = ProtocolError(ErrorCode.BAD_FRAME, f"nested deeper than {MAX_DEPTH}")
         if self.binary:
             if not isinstance(frame, bytes):
                 raise ProtocolError(ErrorCode.BAD_FRAME, "expected a binary msgpack frame")
@@ -128,14 +141,14 @@ class Codec:
             except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
                 raise ProtocolError(ErrorCode.BAD_FRAME, f"malformed msgpack: {e}") from e
             if isinstance(data, dict | list) and too_deep(data):
-                raise too_deep_error
+                raise _too_deep()
             return data
         if not isinstance(frame, str):
             raise ProtocolError(ErrorCode.BAD_FRAME, "expected a text JSON frame")
         if json_too_deep(frame):
-            raise too_deep_error
+            raise _too_deep()
         try:
-            data = json.loads(frame, parse_constant=_refuse_constant)
+            data = _decode_json(frame)
         except (ValueError, RecursionError) as e:
             raise ProtocolError(ErrorCode.BAD_FRAME, f"malformed JSON: {e}") from e
         if _SURROGATE_ESCAPE.search(frame) is not None:
@@ -157,11 +170,6 @@ class Codec:
 
 def codec_for(subprotocol: str | None) -> Codec | None:
     return Codec(subprotocol) if subprotocol in SUBPROTOCOLS else None
-
-
-def _refuse_constant(name: str) -> Any:
-    """Python's JSON decoder accepts NaN and Infinity, which JSON does not have."""
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def parse_client_message(data: Any) -> ClientMessage:

@@ -55,6 +55,13 @@ NotifyLevel = Literal["info", "warning", "urgent"]
 MediaGate = Literal["warn", "block"]
 
 
+def _empty_map() -> Any:
+    """An empty-map default made fresh for each message, not deep-copied from a shared `{}`
+    (pydantic copies a mutable default on every validation: microseconds per frame). The
+    schema still says the default is `{}`."""
+    return Field(default_factory=dict, json_schema_extra={"default": {}})
+
+
 class _Inbound(BaseModel):
     """Strict base for what tabs send: unknown fields are an error, not silently dropped."""
 
@@ -90,13 +97,15 @@ class ContactSnapshot(_Inbound):
     monitoring: bool = False
     customer_endpoint: Annotated[str, Field(max_length=256)] | None = None
     queue: ShortText | None = None
-    attributes: Annotated[dict[ShortText, AttributeValue], Field(max_length=MAX_ATTRIBUTES)] = {}
+    attributes: Annotated[dict[ShortText, AttributeValue], Field(max_length=MAX_ATTRIBUTES)] = (
+        _empty_map()
+    )
     agent_name: ShortText | None = None
     routing_profile: ShortText | None = None
     softphone: bool = True
     click_to_dial: ClickToDial | None = None
     # Results of Contact Lens / speech analysis, carried on the ended event.
-    analysis: dict[Literal["transcript", "comprehend", "sentiment"], AnalysisText] = {}
+    analysis: dict[Literal["transcript", "comprehend", "sentiment"], AnalysisText] = _empty_map()
     occurred_at: Timestamp | None = None  # the tab's clock; informative only
 
     @model_validator(mode="before")

@@ -365,7 +365,7 @@ class AgentState:
         )
 
 
-SEGMENT_SIZE = 32  # contacts per cached segment of the encoding
+SEGMENT_SIZE = 16  # contacts per cached segment of the encoding
 
 
 @dataclass(frozen=True, slots=True)

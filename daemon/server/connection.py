@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
@@ -38,8 +37,10 @@ from daemon.core.events import (
 from daemon.core.ratelimit import TokenBucket
 from daemon.core.views import snapshot
 from daemon.server.auth import AgentIdentity, TokenRefused, verify_token
+from daemon.server.frames import EntryFrames, entry_data
 from daemon.server.hub import AgentHub, StoreContention
 from daemon.server.metrics import Metrics
+from daemon.server.socket import TabSocket
 from daemon.store.base import StoreUnavailable, StreamEntry
 from protocol.codec import Codec
 from protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -53,13 +54,14 @@ from protocol.messages import (
     MediaStatus,
     Notify,
     Position,
+    Role,
     Welcome,
     check_clock,
 )
 
 log = structlog.get_logger("switchboard.connection")
 
-_RESYNC = object()  # queue marker: re-read the stream from the cursor
+_RESYNC = object()  # backlog marker: re-read the stream from the cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,15 +166,49 @@ class _Closing(Exception):
 
 
 class TabConnection:
+    """One tab's connection, from its hello to its close.
+
+    What an idle tab holds is kept small (a node holds thousands): slots, no task of its own
+    while idle (the socket's reader is the handler's task; entries are written inline, a
+    task drains the backlog only while there is one), the hello's role and media mode but
+    not the hello itself (its token), and a logger bound only when something is logged.
+    """
+
+    __slots__ = (
+        "_backlog_task",
+        "_closer",
+        "backlog",
+        "bucket",
+        "budgets",
+        "codec",
+        "conn_id",
+        "cursor",
+        "frames",
+        "hub",
+        "identity",
+        "limits",
+        "media_less",
+        "metrics",
+        "role",
+        "secret",
+        "session",
+        "streaming",
+        "strikes",
+        "superseded",
+        "tab_id",
+        "ws",
+    )
+
     def __init__(
         self,
-        ws: ServerConnection,
+        ws: TabSocket,
         codec: Codec,
         hub: AgentHub,
         secret: str,
         limits: ConnectionLimits,
         budgets: AgentBudgets,
         metrics: Metrics,
+        frames: EntryFrames | None = None,
     ) -> None:
         self.ws = ws
         self.codec = codec
@@ -181,32 +217,46 @@ class TabConnection:
         self.limits = limits
         self.budgets = budgets
         self.metrics = metrics
+        self.frames = frames if frames is not None else EntryFrames()
         self.conn_id = secrets.token_hex(8)
         self.bucket = TokenBucket.full(limits.rate_per_second, limits.rate_burst, time.monotonic())
         self.strikes = 0
         self.identity: AgentIdentity | None = None
-        self.hello: Hello | None = None
+        self.role: Role = "embedded"  # from the hello
+        self.media_less: bool | None = None  # from the hello
         self.tab_id = ""
         self.session = ""
         self.cursor = ("", 0)
-        self.queue: asyncio.Queue[StreamEntry | Notify | object] = asyncio.Queue()
+        # What waits to be sent, in order, and the task sending it (only while there is some).
+        self.backlog: deque[StreamEntry | Notify | object] = deque()
+        self._backlog_task: asyncio.Task[None] | None = None
+        self.streaming = False  # welcomed: stream entries may be sent
         self.superseded = False
         self._closer: asyncio.Task[None] | None = None
-        self.log = log.bind(conn=self.conn_id)
+
+    @property
+    def log(self) -> Any:
+        """The connection's logger, bound to what is known of it (made when something is
+        logged, which is rare: a logger kept per connection would cost every idle tab)."""
+        if not self.tab_id:
+            return log.bind(conn=self.conn_id)
+        agent = self.identity.agent_id if self.identity is not None else None
+        return log.bind(conn=self.conn_id, agent=agent, tab=self.tab_id, role=self.role)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
         self.metrics.connections.inc()
-        sender: asyncio.Task[None] | None = None
         try:
             hello = await self._await_hello()
             opening = time.monotonic()
             await self._open(hello)
+            del hello  # this frame lasts as long as the connection: keep no token in it
             assert self.identity is not None
             opened = time.monotonic()
             self._charge(self.identity.agent_id, opening, opened)
-            sender = asyncio.create_task(self._send_loop())
+            self.streaming = True
+            self._start_backlog()  # whatever was delivered while the tab was being welcomed
             await self._serve()
         except _Closing as closing:
             self.log.info("closing", code=int(closing.code), reason=closing.reason)
@@ -214,10 +264,12 @@ class TabConnection:
         except ConnectionClosed:
             pass
         finally:
-            if sender is not None:
-                sender.cancel()
+            self.streaming = False
+            sending = self._backlog_task
+            if sending is not None:
+                sending.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await sender
+                    await sending
             if self.identity is not None:
                 self.budgets.leave(self.identity.agent_id, time.monotonic())
             await self._close()
@@ -236,10 +288,6 @@ class TabConnection:
             self.hub.remember_close(agent, TabClosed(tab_id=self.tab_id, conn_id=self.conn_id))
             self.log.warning("close_not_recorded", error=repr(e))
         self.log.info("tab_closed")
-
-    @property
-    def role(self) -> str:
-        return self.hello.role if self.hello is not None else "embedded"
 
     # -- greeting ----------------------------------------------------------------------
 
@@ -269,20 +317,20 @@ class TabConnection:
             # Opening a tab is work for the agent too: a reconnect storm is paced like a flood.
             if not await self._paced(refusal=None):
                 raise _Closing(CloseCode.FLOODING, "this agent is over its message budget")
-            self.hello = message
+            self.role, self.media_less = message.role, message.media_less
             return message
 
-    def _opened_event(self, hello: Hello, tab_id: str | None, session: str | None) -> TabOpened:
+    def _opened_event(self, tab_id: str | None, session: str | None) -> TabOpened:
         assert self.identity is not None
         return TabOpened(
             node=self.hub.node_id,
-            role=hello.role,
+            role=self.role,
             tab_id=tab_id,
             session=session,
             conn_id=self.conn_id,
             fresh_tab_id="t-" + secrets.token_hex(6),
             fresh_session=secrets.token_hex(16),
-            media_less=hello.media_less,
+            media_less=self.media_less,
             zendesk_user_id=self.identity.zendesk_user_id,
             agent_name=self.identity.name,
         )
@@ -291,9 +339,7 @@ class TabConnection:
         assert self.identity is not None
         agent = self.identity.agent_id
         try:
-            outcome = await self.hub.apply(
-                agent, self._opened_event(hello, hello.tab_id, hello.session)
-            )
+            outcome = await self.hub.apply(agent, self._opened_event(hello.tab_id, hello.session))
             if outcome.refusal is not None:  # a per-agent bound: this tab cannot join
                 await self._error(outcome.refusal.code, outcome.refusal.message)
                 raise _Closing(CloseCode.POLICY_VIOLATION, outcome.refusal.message)
@@ -301,7 +347,6 @@ class TabConnection:
             self.tab_id = outcome.assignment.tab_id
             self.session = outcome.assignment.session
             self.metrics.tabs.labels(role=hello.role).inc()  # _close() decrements from here
-            self.log = self.log.bind(agent=agent, tab=self.tab_id, role=hello.role)
             await self.hub.attach(agent, self)
             await self.hub.supersede(agent, self)
             position = hello.resume
@@ -336,23 +381,27 @@ class TabConnection:
     # -- delivery ----------------------------------------------------------------------
 
     def deliver(self, entry: StreamEntry) -> None:
-        if self.queue.qsize() >= self.limits.max_backlog:
+        """A new entry of the agent's stream; sent at once when nothing is pending, so an
+        entry reaches the agent's idle tabs in the committing turn, with no task switch."""
+        if self.streaming and self._backlog_task is None and self._send_next(entry):
+            return
+        if len(self.backlog) >= self.limits.max_backlog:
             # A tab this far behind is better served by one re-read than by a long queue.
-            self._drain()
-            self.queue.put_nowait(_RESYNC)
+            self.backlog.clear()
+            self._queue(_RESYNC)
         else:
-            self.queue.put_nowait(entry)
+            self._queue(entry)
 
     def resync(self) -> None:
-        self.queue.put_nowait(_RESYNC)
+        self._queue(_RESYNC)
 
     async def tell(self, notice: Notify) -> None:
         """Out-of-stream news about the daemon itself (store down, store back).
 
-        Queued for this connection's sender, never sent inline: the caller tells every tab
+        Put in this connection's backlog, never sent inline: the caller tells every tab
         in turn, and one tab that does not read must not hold up the others.
         """
-        self.queue.put_nowait(notice)
+        self._queue(notice)
 
     async def supersede(self) -> None:
         """This page resumed on a newer connection: end this one so it cannot act twice.
@@ -368,37 +417,69 @@ class TabConnection:
 
     async def reregister(self) -> None:
         """Put this tab back into a store that may have lost it, then catch up."""
-        assert self.identity is not None and self.hello is not None
-        await self.hub.apply(
-            self.identity.agent_id, self._opened_event(self.hello, self.tab_id, self.session)
-        )
+        assert self.identity is not None
+        await self.hub.apply(self.identity.agent_id, self._opened_event(self.tab_id, self.session))
         self.resync()
 
-    def _drain(self) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait()
+    def _queue(self, item: StreamEntry | Notify | object) -> None:
+        self.backlog.append(item)
+        self._start_backlog()
 
-    async def _send_loop(self) -> None:
-        while True:
-            item = await self.queue.get()
-            try:
-                if isinstance(item, StreamEntry):
-                    await self._catch_up(item)
-                elif isinstance(item, Notify):
-                    await self._send_model(item)
-                else:
-                    await self._reread()
-            except StoreUnavailable:
-                await asyncio.sleep(0.5)
-                self.queue.put_nowait(_RESYNC)
-            except ConnectionClosed:
-                return
-            except Exception:
-                # A tab that silently stops receiving is worse than one that reconnects and
-                # resumes from its position: end the connection so the client does that.
-                self.log.exception("delivery_failed")
-                await self.ws.close(int(CloseCode.INTERNAL_ERROR), "delivery failed: reconnect")
-                return
+    def _start_backlog(self) -> None:
+        """Send the backlog from a task of its own, if there is one to send and none runs."""
+        if self.streaming and self.backlog and self._backlog_task is None:
+            self._backlog_task = asyncio.get_running_loop().create_task(self._send_backlog())
+
+    def _send_next(self, entry: StreamEntry) -> bool:
+        """Send the entry that follows the cursor now, if the socket takes it without waiting.
+
+        False (nothing done) for anything else: an entry out of sequence (the backlog's sender
+        fills the gap or sends a snapshot), or a socket that is closing or has unsent data
+        (the backlog's sender waits for it to drain).
+        """
+        epoch, seq = self.cursor
+        if entry.epoch != epoch or entry.seq != seq + 1:
+            return False
+        if not self._for_this_tab(entry):
+            self.cursor = (epoch, entry.seq)
+            return True
+        if not self.ws.send_now(self.frames.live(entry, self.codec)):
+            return False
+        self.cursor = (epoch, entry.seq)
+        self.metrics.sent[entry.envelope.message["type"]].inc()
+        return True
+
+    def _for_this_tab(self, entry: StreamEntry) -> bool:
+        envelope = entry.envelope
+        return envelope.to_tab in (None, self.tab_id) and envelope.to_role in (None, self.role)
+
+    async def _send_backlog(self) -> None:
+        """Send the backlog in order; the task ends once it is empty or the socket closed."""
+        try:
+            while self.backlog:
+                item = self.backlog.popleft()
+                try:
+                    if isinstance(item, StreamEntry):
+                        await self._catch_up(item)
+                    elif isinstance(item, Notify):
+                        await self._send_model(item)
+                    else:
+                        await self._reread()
+                except StoreUnavailable:
+                    await asyncio.sleep(0.5)
+                    self.backlog.append(_RESYNC)
+                except ConnectionClosed:
+                    self.streaming = False  # nothing more to send: the handler ends soon
+                    self.backlog.clear()
+                    return
+                except Exception:
+                    # A tab that silently stops receiving is worse than one that reconnects
+                    # and resumes from its position: end the connection so the client does.
+                    self.log.exception("delivery_failed")
+                    await self.ws.close(int(CloseCode.INTERNAL_ERROR), "delivery failed: reconnect")
+                    return
+        finally:
+            self._backlog_task = None
 
     async def _catch_up(self, entry: StreamEntry) -> None:
         epoch, seq = self.cursor
@@ -424,17 +505,15 @@ class TabConnection:
             if entry.epoch != epoch or entry.seq <= seq:
                 continue
             self.cursor = (entry.epoch, entry.seq)
-            envelope = entry.envelope
-            if envelope.to_tab not in (None, self.tab_id) or envelope.to_role not in (
-                None,
-                self.role,
-            ):
+            if not self._for_this_tab(entry):
                 continue
-            data: dict[str, Any] = dict(envelope.message)
-            data["pos"] = {"epoch": entry.epoch, "seq": entry.seq}
-            data["replayed"] = replayed
-            await self.ws.send(self.codec.dumps(data))
-            self.metrics.messages_out.labels(type=str(data.get("type"))).inc()
+            frame = (
+                self.codec.dumps(entry_data(entry, replayed=True))
+                if replayed
+                else self.frames.live(entry, self.codec)
+            )
+            await self.ws.send(frame)
+            self.metrics.sent[entry.envelope.message["type"]].inc()
 
     async def _send_snapshot(self) -> None:
         assert self.identity is not None
@@ -500,9 +579,9 @@ class TabConnection:
         assert self.identity is not None
         granted, wait = self.budgets.reserve(self.identity.agent_id, time.monotonic())
         if granted and wait > 0:
-            self.metrics.agent_throttled.labels(outcome="delayed").inc()
+            self.metrics.throttled["delayed"].inc()
         elif not granted:
-            self.metrics.agent_throttled.labels(outcome="refused").inc()
+            self.metrics.throttled["refused"].inc()
             if refusal is not None:
                 await self._strike(refusal, "this agent's tabs together are over its budget")
         if wait > 0:
@@ -534,7 +613,7 @@ class TabConnection:
             if not greeted:
                 raise _Closing(CloseCode.PROTOCOL_ERROR, f"not a hello: {e.code}") from e
             return None
-        self.metrics.messages_in.labels(type=message.type).inc()
+        self.metrics.received[message.type].inc()
         return message
 
     def _event_for(self, message: ClientMessage) -> AgentEvent:
@@ -550,7 +629,7 @@ class TabConnection:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unexpected {message.type}")
 
     async def _dispatch(self, message: ClientMessage) -> None:
-        assert self.identity is not None and self.hello is not None
+        assert self.identity is not None
         agent = self.identity.agent_id
         ref = _ref(message)
         try:
@@ -558,9 +637,7 @@ class TabConnection:
             outcome = await self.hub.apply(agent, event)
             if outcome.refusal is not None and outcome.refusal.code == ErrorCode.HELLO_REQUIRED:
                 # The store lost this tab (e.g. Redis restarted empty): register it again.
-                await self.hub.apply(
-                    agent, self._opened_event(self.hello, self.tab_id, self.session)
-                )
+                await self.hub.apply(agent, self._opened_event(self.tab_id, self.session))
                 outcome = await self.hub.apply(agent, event)
             if outcome.refusal is not None:
                 await self._error(outcome.refusal.code, outcome.refusal.message, ref)
@@ -579,10 +656,10 @@ class TabConnection:
 
     async def _send_model(self, message: Any) -> None:
         await self.ws.send(self.codec.encode(message))
-        self.metrics.messages_out.labels(type=message.type).inc()
+        self.metrics.sent[message.type].inc()
 
     async def _error(self, code: ErrorCode, text: str, ref: str | None = None) -> None:
-        self.metrics.errors.labels(code=code.value).inc()
+        self.metrics.refused[code.value].inc()
         self.log.info("refused", code=code.value, message=text)
         await self._send_model(Error(code=code, message=text, ref=ref))
 

@@ -24,7 +24,7 @@ exist while it has tabs here (or an event in flight) and are dropped with the la
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -116,12 +116,45 @@ class _Cached:
     seq: int | None = None  # None: unknown (loaded, not committed here), so not trusted
 
 
-@dataclass(slots=True)
 class _AgentLock:
-    """A per-agent lock that exists only while someone holds or waits for it."""
+    """Serialises one agent's events; exists only while someone holds or waits for it.
 
-    lock: asyncio.Lock
-    users: int = 0
+    An async context manager written out as a class: one made with `asynccontextmanager` is
+    an async generator, which the event loop registers and unregisters (a weak set) every
+    time, and this lock is taken for every frame a tab sends.
+    """
+
+    __slots__ = ("_agent", "_lock", "_locks", "_users")
+
+    def __init__(self, locks: dict[str, "_AgentLock"], agent: str) -> None:
+        self._locks = locks
+        self._agent = agent
+        self._lock = asyncio.Lock()
+        self._users = 0
+
+    @staticmethod
+    def of(locks: dict[str, "_AgentLock"], agent: str) -> "_AgentLock":
+        entry = locks.get(agent)
+        if entry is None:
+            entry = locks[agent] = _AgentLock(locks, agent)
+        return entry
+
+    async def __aenter__(self) -> None:
+        self._users += 1
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *_: object) -> None:
+        self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        self._users -= 1
+        if self._users == 0:
+            del self._locks[self._agent]
 
 
 class AgentHub:
@@ -280,7 +313,7 @@ class AgentHub:
         commit only lands on that exact revision, so a stale view cannot get past this check.
         """
         started = time.perf_counter()
-        async with self._locked(agent):
+        async with _AgentLock.of(self._locks, agent):
             fresh = False
             for _ in range(MAX_COMMIT_ATTEMPTS):
                 revision, state = await self.load(agent, fresh=fresh)
@@ -670,21 +703,6 @@ class AgentHub:
             return
         for entry in missed:
             self._fan_out(agent, entry)
-
-    @contextlib.asynccontextmanager
-    async def _locked(self, agent: str) -> AsyncIterator[None]:
-        """Serialise events of one agent; the lock is dropped when nobody holds or awaits it."""
-        entry = self._locks.get(agent)
-        if entry is None:
-            entry = self._locks[agent] = _AgentLock(asyncio.Lock())
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[agent]
 
     def sizes(self) -> dict[str, int]:
         """How many entries each per-agent map holds (tests assert they follow local tabs)."""

@@ -29,6 +29,26 @@ from prometheus_client import (
 
 T = TypeVar("T")
 
+
+class Children:
+    """The children of a counter with one label, each looked up once.
+
+    ``metric.labels(value)`` costs microseconds (it checks and joins the label values under
+    a lock); the per-message counters are bumped several times per event, so their children
+    are kept by value. The label's values are a bounded set (see above), so is this map.
+    """
+
+    def __init__(self, metric: Counter) -> None:
+        self._metric = metric
+        self._children: dict[str, Counter] = {}
+
+    def __getitem__(self, value: str) -> Counter:
+        child = self._children.get(value)
+        if child is None:
+            child = self._children[value] = self._metric.labels(value)
+        return child
+
+
 #: Store round trips: microseconds in memory, about a millisecond to a nearby Redis.
 STORE_BUCKETS = (
     0.0001,
@@ -141,6 +161,11 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        # The per-frame counters, by label value (see `Children`).
+        self.received = Children(self.messages_in)
+        self.sent = Children(self.messages_out)
+        self.refused = Children(self.errors)
+        self.throttled = Children(self.agent_throttled)
         self.conflicts = Counter(
             "switchboard_store_conflicts_total", "Optimistic commits retried", registry=r
         )

@@ -1,6 +1,5 @@
 """The WebSocket endpoint: handshake checks, then one TabConnection per socket."""
 
-import asyncio
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -9,28 +8,14 @@ from websockets.http11 import Request, Response
 from websockets.typing import Origin, Subprotocol
 
 from daemon.server.connection import AgentBudgets, ConnectionLimits, TabConnection
+from daemon.server.frames import EntryFrames
 from daemon.server.hub import AgentHub
 from daemon.server.metrics import Metrics
+from daemon.server.socket import TabSocket
 from protocol.codec import SUBPROTOCOLS, codec_for
 from protocol.errors import CloseCode
 
 WS_PATH = "/ws"
-
-
-class TabSocket(ServerConnection):
-    """A server connection whose close is bounded by `close_timeout`, whatever the client does.
-
-    The library's close first waits for the write buffer to drain, with no time limit; a
-    client that stops reading would hold it (and a stopping daemon, which closes every
-    connection) until the keepalive gives up, tens of seconds later. Past the timeout the
-    TCP connection is aborted instead.
-    """
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        try:
-            await asyncio.wait_for(super().close(code, reason), self.close_timeout)
-        except TimeoutError:
-            self.transport.abort()
 
 
 def _refuse(status: HTTPStatus, text: str) -> Response:
@@ -55,13 +40,20 @@ async def start_ws_server(
 ) -> Server:
     """Serve tabs. Readiness is enforced at hello (close 1013), so tabs get a close code."""
     budgets = AgentBudgets(limits)
+    frames = EntryFrames()
 
     async def handler(ws: ServerConnection) -> None:
         codec = codec_for(ws.subprotocol)
         if codec is None:  # the handshake already refused anything else; belt and braces
             await ws.close(int(CloseCode.PROTOCOL_ERROR), "unsupported subprotocol")
             return
-        await TabConnection(ws, codec, hub, secret, limits, budgets, metrics).run()
+        assert isinstance(ws, TabSocket)
+        # The handshake's headers (kilobytes) are not needed once the connection is open,
+        # and an idle tab would keep them for hours.
+        for handshake in (ws.request, ws.response):
+            if handshake is not None:
+                handshake.headers.clear()
+        await TabConnection(ws, codec, hub, secret, limits, budgets, metrics, frames).run()
 
     def check_request(_: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] != WS_PATH:
@@ -85,5 +77,8 @@ async def start_ws_server(
         process_request=check_request,
         server_header="switchboard",
         close_timeout=2,  # a client that ignores our close frame holds nothing for long
+        # Thousands of tabs reconnect at once after a restart or a failover; with asyncio's
+        # default accept queue (100) the overflow's SYNs are dropped and retried seconds later.
+        backlog=4096,
         create_connection=TabSocket,
     )

@@ -20,7 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from daemon.app import Daemon
-from daemon.server.ws import TabSocket
+from daemon.server.socket import TabSocket
 from protocol.messages import Notify
 from tests.daemons import eventually, open_tab, running, token
 from tests.integration.rawsockets import greeted

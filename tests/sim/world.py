@@ -326,6 +326,12 @@ class Pipe:
             raise ConnectionClosedOK(None, None)
         self._on_frame(frame)
 
+    def send_now(self, frame: Any) -> bool:
+        if self.state is not State.OPEN:
+            return False
+        self._on_frame(frame)
+        return True
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.state is State.OPEN:
             self.state = State.CLOSED
