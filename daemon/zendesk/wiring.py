@@ -177,6 +177,7 @@ async def start_zendesk(
         report=report,
         pop_via=s.pop_via,
         observe_step=metrics.workflow_step,
+        observe_status=metrics.workflow_status,
         holder=s.node_id,
         landing_seconds=s.workflow_landing_seconds,
         connect=connect,

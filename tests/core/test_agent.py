@@ -408,7 +408,7 @@ def test_tab_on_live_node_survives_and_node_back_in_set_keeps_tab() -> None:
 # -- chats -------------------------------------------------------------------------------
 
 
-def test_second_concurrent_chat_is_refused_with_a_warning_to_its_owner() -> None:
+def test_second_concurrent_chat_is_refused_with_an_error_to_its_owner() -> None:
     h = Harness()
     t1, t2 = h.new_tab(), h.new_tab()
     h.report(t1, "connected", "chat-1", type="chat")
@@ -417,7 +417,9 @@ def test_second_concurrent_chat_is_refused_with_a_warning_to_its_owner() -> None
     assert second.refused == "second_chat" and second.owner_tab == t2
     notes = of_type(out, Notify)
     assert len(notes) == 1 and notes[0].to_tab == t2
-    assert notes[0].message.level == "warning" and notes[0].message.code == "second_chat"
+    # The guide: the app "will display an error message"; the chat gets no Zendesk work.
+    assert notes[0].message.level == "error" and notes[0].message.code == "second_chat"
+    assert second.workflow == "none" and h.state.contacts["chat-1"].workflow == "pending"
     assert notes[0].message.contact_id == "chat-2"
     assert h.state.contacts["chat-1"].refused is None
     # Reports of the refused chat do not warn again; a voice call alongside is fine.
