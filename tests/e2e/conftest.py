@@ -190,8 +190,7 @@ class Rig:
             tabs = [t for t in self.tabs if t.role == "embedded" and not t.closed]
             views = [t.contacts.get(contact_id) for t in tabs]
             return all(
-                v is not None and (v.workflow, v.workflow_reason) == (status, reason)
-                for v in views
+                v is not None and (v.workflow, v.workflow_reason) == (status, reason) for v in views
             )
 
         await eventually(gone, timeout)
