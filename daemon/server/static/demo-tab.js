@@ -47,7 +47,7 @@ class DemoHost {
   notify(n) {
     this.notices.push(n);
     log(`notify ${n.level}`, `${n.level.toUpperCase()} [${n.code}] ${n.text}`);
-    if (n.level === 'urgent') {
+    if (n.level === 'urgent' || n.level === 'error') {
       fill($('urgent'), `⚠ ${n.text}`);
       $('urgent').classList.remove('hidden');
     }
