@@ -223,7 +223,9 @@ export function startApp(config, env = {}) {
   const { connect, tokens } = common(config, env);
   const zafApi = env.ZAFClient || /** @type {any} */ (globalThis).ZAFClient;
   const zaf = zafApi ? zafApi.init() : null;
-  const client = new SwitchboardClient({ url: config.wsUrl, tokenProvider: () => tokens.fresh() });
+  // The installation's media-less setting, sent in `hello`: the daemon keeps the agent's
+  // media state (and the gate) in step with the page's CCP.
+  const client = new SwitchboardClient({ url: config.wsUrl, tokenProvider: () => tokens.fresh(), mediaLess: config.mediaLess });
   const host = zaf ? new ZendeskHost(zaf) : new RecordingHost();
   bindHost(client, host);
   tokens.on('ended', (/** @type {any} */ e) =>
