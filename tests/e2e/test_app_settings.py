@@ -17,8 +17,8 @@ from daemon.sandbox import SANDBOX_KEY, SandboxConfig, create_app
 from daemon.zendesk.wiring import app_settings
 from tests.daemons import eventually
 from tests.e2e.conftest import Rig, voice
-from tests.oas import assert_exchanges_valid
 from tests.integration.test_zendesk_login import login, page_config
+from tests.oas import assert_exchanges_valid
 from tests.zaf import INSTALLATION_ID, key_pair, zaf_token
 
 IVR = "+442071230000"
