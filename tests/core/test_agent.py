@@ -597,6 +597,30 @@ def test_workflow_pops_go_to_owner_only_after_the_contact_view() -> None:
     assert t1 != t2
 
 
+def test_workflow_status_reaches_every_tab_and_wakes_nothing() -> None:
+    h = Harness()
+    t1, _ = h.new_tab(), h.new_tab()
+    created = h.report(t1, "connected")
+    assert h.contact().workflow == "pending" and wakes(created) == ["c1"]
+    out = h.apply(WorkflowReported(contact_id="c1", status="failed", reason="forbidden"))
+    (view,) = contact_pubs(out)
+    assert (view.workflow, view.workflow_reason) == ("failed", "forbidden")
+    assert wakes(out) == []  # the runner's own report gives the runner nothing to do
+    assert (
+        h.apply(WorkflowReported(contact_id="c1", status="failed", reason="forbidden")).effects
+        == ()
+    )
+    # With anything else the workflow may act on, it is woken as before.
+    both = h.apply(WorkflowReported(contact_id="c1", ticket_id=9, status="pending"))
+    assert wakes(both) == ["c1"] and h.contact().workflow_reason is None
+
+
+def test_a_monitoring_leg_gets_no_workflow() -> None:
+    h = Harness()
+    out = h.report(h.new_tab(), "connected", monitoring=True)
+    assert h.contact().workflow == "none" and wakes(out) == []
+
+
 def test_workflow_pop_alone_is_reported_as_a_change() -> None:
     """The hub commits (and so publishes) only outcomes with `changed`: a pop must count."""
     h = Harness()
