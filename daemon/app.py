@@ -129,7 +129,7 @@ class Daemon:
                     s,
                     self.secret,
                     lambda: self.ws_port,
-                    lambda: self.zendesk.app_settings().instance_url,
+                    self.zendesk.app_settings,
                 ),
                 access_log=None,
             )

@@ -51,7 +51,15 @@ Role = Literal["embedded", "media"]
 AssignmentMode = Literal["auto", "agent"]
 CommandName = Literal["create_ticket", "attach_to_current", "pause_recording", "resume_recording"]
 Participant = Literal["customer", "agent", "bot", "system"]
-NotifyLevel = Literal["info", "warning", "urgent"]
+# `error`: a refusal or failure the agent must act on (a second chat, a recording the agent
+# asked to pause that is still recording, Zendesk work that failed for good); `urgent`: act
+# now or lose something (the media CCP dropped during a call).
+NotifyLevel = Literal["info", "warning", "urgent", "error"]
+# Where a contact's Zendesk work stands: `pending` (to do, in progress, or waiting for the
+# contact or for Zendesk to come back), `done`, `failed` (with a reason) or `none` (this
+# contact gets no Zendesk work: email, task, a supervisor's monitoring leg, a second chat, a
+# contact that ended without connecting).
+WorkflowStatus = Literal["pending", "done", "failed", "none"]
 MediaGate = Literal["warn", "block"]
 
 
@@ -218,6 +226,10 @@ class ContactView(_Outbound):
     user_id: int | None = None
     recording_paused: bool = False
     warnings: tuple[str, ...] = ()
+    workflow: WorkflowStatus = "pending"
+    # Why `workflow` is `failed`: the classified failure (`forbidden`, `invalid`,
+    # `unauthorized`, `planning_failed`, ...).
+    workflow_reason: str | None = None
 
 
 class MediaView(_Outbound):

@@ -5,8 +5,9 @@
  * The embedded page initialises the Amazon Connect CCP for the configured instance (softphone
  * off in media-less mode: the media CCP page carries the audio), the Switchboard client, the
  * Streams adapter, the media gate and the Zendesk host, and shows in Zendesk what the agent must
- * see: pops and notices (owner only, once each, by `bindHost`), and each invalid-attribute
- * warning of a contact the tab owns, once.
+ * see (by `bindHost`, owner only, once each): pops, notices (second-chat refusals and workflow
+ * failures at the `error` level, shown as ZAF errors) and each invalid-attribute warning of a
+ * contact the tab owns.
  *
  * What the agent has open in Zendesk comes from the app's sidebar instances (`startSidebar`, in
  * the ticket and user sidebars): each tells the top-bar instance `switchboard.viewing` when it is
@@ -137,27 +138,6 @@ export class TokenKeeper extends Emitter {
   }
 }
 
-/**
- * Show each warning of each contact this tab owns once (invalid attribute values: the contact
- * fell back to the default; the agent should know why).
- * @param {SwitchboardClient} client
- * @param {{notify: Function}} host
- */
-export function showContactWarnings(client, host) {
-  /** @type {Set<string>} */
-  const shown = new Set();
-  return client.on('contact', (/** @type {any} */ e) => {
-    const contact = e.contact;
-    if (!e.owner || !contact || !Array.isArray(contact.warnings)) return;
-    for (const text of contact.warnings) {
-      const key = `${contact.contact_id}\n${text}`;
-      if (shown.has(key)) continue;
-      shown.add(key);
-      host.notify({ level: 'warning', code: 'invalid_attribute', text, contactId: contact.contact_id });
-    }
-  });
-}
-
 /** The ZAF event a sidebar instance sends the top-bar instance. */
 export const VIEWING_EVENT = 'switchboard.viewing';
 
@@ -243,10 +223,11 @@ export function startApp(config, env = {}) {
   const { connect, tokens } = common(config, env);
   const zafApi = env.ZAFClient || /** @type {any} */ (globalThis).ZAFClient;
   const zaf = zafApi ? zafApi.init() : null;
-  const client = new SwitchboardClient({ url: config.wsUrl, tokenProvider: () => tokens.fresh() });
+  // The installation's media-less setting, sent in `hello`: the daemon keeps the agent's
+  // media state (and the gate) in step with the page's CCP.
+  const client = new SwitchboardClient({ url: config.wsUrl, tokenProvider: () => tokens.fresh(), mediaLess: config.mediaLess });
   const host = zaf ? new ZendeskHost(zaf) : new RecordingHost();
   bindHost(client, host);
-  showContactWarnings(client, host);
   tokens.on('ended', (/** @type {any} */ e) =>
     host.notify({ level: 'warning', code: 'session_ended', text: `Switchboard: ${e.reason}` }),
   );

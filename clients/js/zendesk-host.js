@@ -3,11 +3,14 @@
  *
  * A host is any object with
  *   pop({target, id, query, contactId})  open a user / ticket, or start a search
- *   notify({level, code, text, contactId}) show a notification (level info|warning|urgent)
+ *   notify({level, code, text, contactId}) show a notification (level info|warning|urgent|
+ *                                          error; an unknown level: as info)
  *   warn(text|null)                        show (or clear, with null) the standing warning
  * `ZendeskHost` implements it with the Zendesk Apps Framework (ZAF) client; other CRMs plug
  * in their own object. `bindHost(client, host)` wires a SwitchboardClient to a host: only
- * the owner gets pops, each at most once, so the host can just act.
+ * the owner gets pops and notifications, each at most once, so the host can just act; the
+ * owner is also shown each warning of its contacts (invalid attribute values) once, as a
+ * `warning` notification with code `invalid_attribute`.
  * @module zendesk-host
  */
 
@@ -16,13 +19,14 @@ import { mediaWarning } from './switchboard.js';
 /**
  * @typedef {{target: 'user'|'ticket'|'search', id?: number, query?: string, contactId?: string,
  *   pos?: {epoch: string, seq: number}}} PopRequest  (pos: the stream position, for logs)
- * @typedef {{level: 'info'|'warning'|'urgent', code: string, text: string, contactId?: string,
+ * @typedef {{level: 'info'|'warning'|'urgent'|'error', code: string, text: string, contactId?: string,
  *   pos?: {epoch: string, seq: number}}} Notice
  * @typedef {{pop(p: PopRequest): any, notify(n: Notice): any, warn(text: string|null): any}} Host
  */
 
-/** ZAF notification kinds by protocol level. */
-const ZAF_KIND = Object.freeze({ info: 'notice', warning: 'alert', urgent: 'error' });
+/** ZAF notification kinds by protocol level (`error`: a refusal or failure the agent must act
+ *  on; `urgent`: act now, e.g. the media CCP dropped during a call). */
+const ZAF_KIND = Object.freeze({ info: 'notice', warning: 'alert', urgent: 'error', error: 'error' });
 
 export class ZendeskHost {
   /**
@@ -54,7 +58,7 @@ export class ZendeskHost {
   /** @param {Notice} notice */
   notify(notice) {
     const kind = /** @type {Record<string, string>} */ (ZAF_KIND)[notice.level] || 'notice';
-    const options = notice.level === 'info' ? {} : { sticky: true };
+    const options = kind === 'notice' ? {} : { sticky: true };
     return this.client.invoke('notify', notice.text, kind, options);
   }
 
@@ -110,6 +114,32 @@ export function bindHost(client, host) {
       warning = text;
       host.warn(text);
     }),
+    showContactWarnings(client, host),
   ];
   return () => off.forEach((fn) => fn());
+}
+
+/**
+ * Show each warning of each contact this tab owns once (invalid attribute values: the contact
+ * fell back to the default; the agent should know why). Once per page, and not again after a
+ * reload: a warning the stored view of a contact this tab owned already carried was shown then.
+ * A tab that takes a contact over (failover) shows its warnings, once.
+ * @param {{on: (name: string, fn: Function) => () => void}} client
+ * @param {Host} host
+ * @returns {() => void} unbinds
+ */
+export function showContactWarnings(client, host) {
+  /** @type {Set<string>} */
+  const shown = new Set();
+  return client.on('contact', (/** @type {any} */ e) => {
+    const { contact, previous } = e;
+    if (!e.owner || !contact || !Array.isArray(contact.warnings)) return;
+    const before = previous && previous.owner_tab === contact.owner_tab && Array.isArray(previous.warnings) ? previous.warnings : [];
+    for (const text of contact.warnings) {
+      const key = `${contact.contact_id}\n${text}`;
+      if (shown.has(key) || before.includes(text)) continue;
+      shown.add(key);
+      host.notify({ level: 'warning', code: 'invalid_attribute', text, contactId: contact.contact_id });
+    }
+  });
 }

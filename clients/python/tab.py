@@ -157,6 +157,11 @@ class TabClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
 
+    @property
+    def closed(self) -> bool:
+        """This side closed the tab (`close`): it hears nothing more."""
+        return self._closing
+
     async def drop(self) -> None:
         """Lose the connection without a close handshake (network cut); it will reconnect."""
         if self._ws is not None and self._ws.transport is not None:

@@ -82,6 +82,14 @@ def _with(mapping: Mapping[Any, Any] | None, key: Any, value: Any) -> dict[Any, 
     return new
 
 
+def _wakes(old: Contact, new: Contact) -> bool:
+    """Whether the change may give the workflow something to do: anything but the runner's
+    own report of where the workflow stands."""
+    if old.workflow == new.workflow and old.workflow_reason == new.workflow_reason:
+        return old != new
+    return old != new.evolve(workflow=old.workflow, workflow_reason=old.workflow_reason)
+
+
 def _due(queue: Mapping[str, float], wait: float, now: float) -> list[str]:
     """The keys at the head of a time-ordered queue that have waited `wait` by `now`."""
     due = []
@@ -396,10 +404,12 @@ class _Change:
             contact = contact.evolve(refused="second_chat")
             self.notify_owner(
                 contact,
-                "warning",
+                "error",
                 "second_chat",
                 "Only one chat at a time is supported: this chat gets no ticket.",
             )
+        if not contact.has_workflow:
+            contact = contact.evolve(workflow="none")
         return contact
 
     def merge(self, contact: Contact, event: str, snap: ContactSnapshot) -> Contact:
@@ -531,6 +541,12 @@ class _Change:
         warnings = tuple(dict.fromkeys(w for w in event.warnings if w not in contact.warnings))
         if warnings:
             updates["warnings"] = contact.warnings + warnings
+        if event.status is not None and (event.status, event.reason) != (
+            contact.workflow,
+            contact.workflow_reason,
+        ):
+            updates["workflow"] = event.status
+            updates["workflow_reason"] = event.reason
         if updates:
             self.put(contact.evolve(**updates))
         for pop in event.pops:
@@ -567,7 +583,7 @@ class _Change:
             old = self.base.contacts.get(cid)
             if old is None or old.view_values() != new.view_values():
                 effects.append(Publish(ContactMessage(contact=contact_view(new))))
-            if new.has_workflow and (old is None or old != new):
+            if new.has_workflow and (old is None or _wakes(old, new)):
                 effects.append(WakeWorkflow(cid))
         pruned = tuple(sorted(cid for cid in self.pruned if cid in self.base.contacts))
         if pruned:

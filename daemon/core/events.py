@@ -15,6 +15,7 @@ from protocol.messages import (
     MediaGate,
     MediaStatus,
     Role,
+    WorkflowStatus,
 )
 
 
@@ -126,6 +127,9 @@ class WorkflowReported:
     pops: tuple[PopRequest, ...] = ()
     notices: tuple[NoticeRequest, ...] = field(default_factory=tuple)
     recording_paused: bool | None = None  # the recording state Amazon Connect confirmed
+    # Where the contact's Zendesk work now stands (None: unchanged), and why it failed.
+    status: WorkflowStatus | None = None
+    reason: str | None = None
 
 
 AgentEvent = (

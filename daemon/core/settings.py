@@ -114,6 +114,11 @@ class AppSettings(BaseModel):
     excluded_attributes: tuple[str, ...] = Field(
         default=(), description="More system attributes to leave out of the attributes comment"
     )
+    media_less: bool = Field(
+        default=False,
+        description="Media-less mode: the app's embedded CCPs carry no audio (softphone off); "
+        "the media CCP page does. Not a workflow rule: the app page starts from it",
+    )
 
     @field_validator("instance_url")
     @classmethod

@@ -30,6 +30,7 @@ from protocol.messages import (
     MediaGate,
     Participant,
     Role,
+    WorkflowStatus,
 )
 
 # Lifecycle order of Streams events: a late duplicate of an earlier event never moves a
@@ -146,6 +147,10 @@ class Contact:
     recording_paused: bool = field(default=False, metadata=_role(view=True))
     refused: str | None = None  # e.g. "second_chat": the workflow leaves it alone
     warnings: tuple[str, ...] = field(default=(), metadata=_role(view=True))
+    # Where the contact's Zendesk work stands, as the workflow runner last reported it (a
+    # contact that never gets any is `none` from the start); the reason of a `failed` one.
+    workflow: WorkflowStatus = field(default="pending", metadata=_role(view=True))
+    workflow_reason: str | None = field(default=None, metadata=_role(view=True))
     commands: tuple[AgentCommand, ...] = ()
     chat: tuple[ChatLine, ...] = ()
     created_at: float

@@ -204,6 +204,15 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.workflow_contacts = Counter(
+            "switchboard_workflow_contacts_total",
+            "Contacts whose Zendesk work reached an end, by status: done, failed (with the "
+            "classified reason: forbidden, invalid, unauthorized, planning_failed, ...) or "
+            "none (no work: email, task, a contact that ended without connecting); a contact "
+            "an agent's command revives after its end counts again when it ends again",
+            ["status", "reason"],
+            registry=r,
+        )
         self.workflow_failures = Counter(
             "switchboard_workflow_failures_total",
             "Workflow runs stopped by an unexpected exception (a bug, not a Zendesk error)",
@@ -245,6 +254,10 @@ class Metrics:
                 failures.inc()
 
         return record
+
+    def workflow_status(self, status: str, reason: str | None) -> None:
+        """A contact's workflow reached an end (see `switchboard_workflow_contacts_total`)."""
+        self.workflow_contacts.labels(status=status, reason=reason or "").inc()
 
     async def workflow_step(self, step: object, work: Awaitable[T]) -> T:
         """Run one workflow step's Zendesk work, counting it and, if it raises, its failure."""

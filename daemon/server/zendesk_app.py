@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from daemon.config import Settings
+from daemon.core.settings import AppSettings
 from daemon.server.auth import TokenRefused, mint_token, verify_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,7 +189,7 @@ class AppPages:
     secret: str
     ws_url: Callable[[web.Request], str]
     links: MediaLinks
-    instance_url: Callable[[], str]  # the app settings in force (installation or variable)
+    app_settings: Callable[[], AppSettings]  # in force now (installation or variable)
 
     def tab_token(self, agent_id: str, zendesk_user_id: int | None, started: int) -> str:
         return mint_token(
@@ -203,7 +204,7 @@ class AppPages:
         self, request: web.Request, agent_id: str, zendesk_user_id: int | None, started: int
     ) -> dict[str, Any]:
         """What the page's script starts from (clients/js/zendesk-app.js `AppConfig`)."""
-        s = self.settings
+        s, app = self.settings, self.app_settings()
         return {
             "agent": agent_id,
             "zendeskUserId": zendesk_user_id,
@@ -212,8 +213,8 @@ class AppPages:
             "tokenTtlSeconds": s.app_token_ttl_seconds,
             "refreshUrl": "/zendesk/token",
             "mediaLinkUrl": "/zendesk/media-link",
-            "connectInstanceUrl": self.instance_url(),
-            "mediaLess": s.media_less,
+            "connectInstanceUrl": app.instance_url,
+            "mediaLess": app.media_less,
         }
 
 
@@ -242,7 +243,7 @@ def create_app_pages(
     settings: Settings,
     secret: str,
     ws_port: Callable[[], int],
-    instance_url: Callable[[], str],
+    app_settings: Callable[[], AppSettings],
 ) -> web.Application:
     """The public app: `POST /zendesk/app` (top bar), `POST /zendesk/sidebar` (ticket and user
     sidebars), `POST /zendesk/token`, `POST /zendesk/media-link`, `GET /zendesk/media`, and the
@@ -261,7 +262,7 @@ def create_app_pages(
         secret,
         ws_url,
         MediaLinks(secret),
-        instance_url,
+        app_settings,
     )
     app = web.Application(middlewares=[_page_headers(account)])
 

@@ -92,6 +92,7 @@ from daemon.zendesk.client import ZendeskClient
 from daemon.zendesk.models import Comment, NewComment, NewTicket, Ticket, User, VoiceComment
 from daemon.zendesk.registry import ContactRegistry
 from daemon.zendesk.retry import IdempotencyConflict, Verdict, ZendeskError, classify
+from protocol.messages import WorkflowStatus
 
 log = structlog.get_logger("switchboard.workflow")
 
@@ -106,8 +107,18 @@ FetchRecording = Callable[[str, str], Awaitable[bytes | None]]
 ObserveStep = Callable[[Step, Awaitable[Any]], Awaitable[Any]]
 
 
+#: Where a contact's workflow stands, and the reason of a failure.
+Status = tuple[WorkflowStatus, str | None]
+#: Counts a contact's workflow reaching an end: (status, reason of a failure).
+ObserveStatus = Callable[[WorkflowStatus, str | None], None]
+
+
 async def _unobserved(step: Step, work: Awaitable[Any]) -> Any:
     return await work
+
+
+def _uncounted(status: WorkflowStatus, reason: str | None) -> None:
+    return None
 
 
 @dataclass
@@ -139,8 +150,10 @@ class RunnerDeps:
     backoff_cap: float = 300.0
     rng: Callable[[], float] = random.random
     holder: str = "runner"  # this node, in registry leases
-    # The daemon's metrics count each step and its failure by kind here.
+    # The daemon's metrics count each step and its failure by kind here, and each contact
+    # whose workflow ends (done, failed, none).
     observe_step: ObserveStep = _unobserved
+    observe_status: ObserveStatus = _uncounted
     # Amazon Connect's API, for recording control; None: not configured (commands refused).
     connect: ConnectClient | None = None
 
@@ -226,8 +239,13 @@ class _Run:
         if contact is None:
             raise _Stop(self.result(True, "gone"))  # pruned: nobody can act on it any more
         journal = await self.store.journal_read(self.agent_id, self.contact_id)
-        if journal.get(FAILED) is not None:
-            raise _Stop(self.result(True, "failed"))  # halted for good: never retried
+        halted = journal.get(FAILED)
+        if halted is not None:  # halted for good: never retried
+            if contact.workflow != "failed":  # (the halt's own report was lost)
+                await self.current()
+                failure: Status = ("failed", _halt_code(halted))
+                await self.report(WorkflowReported(contact_id=self.contact_id), failure)
+            raise _Stop(self.result(True, "failed"))
         retry = journal.get(RETRY)
         if isinstance(retry, dict) and float(retry.get("at", 0)) > self.deps.clock():
             raise _Stop(self.result(False, "backoff", retry_at=float(retry["at"])))
@@ -236,6 +254,11 @@ class _Run:
         except Exception as exc:
             log.exception("workflow_planning_failed", agent=self.agent_id, contact=self.contact_id)
             await self.halt("planning_failed", f"the workflow could not be planned: {exc!r}")
+        status = p.status if (contact.workflow, contact.workflow_reason) != p.status else None
+        reports = _leading_reports(p.steps)
+        if status is not None and not reports:
+            await self.current()
+            await self.report(WorkflowReported(contact_id=self.contact_id), status)
         if not p.steps:
             if p.done and not journal.get(DONE):
                 await self.journal(DONE, True)
@@ -247,23 +270,31 @@ class _Run:
             await self.journal(DONE, False)
         if not journal.get(SEEN):
             await self.sight(contact)
-        reports = _leading_reports(p.steps)
         if reports:
-            await self.tell(reports)
+            await self.tell(reports, status)
         else:
             await self.step(p.steps[0], journal, contact)
+
+    async def report(self, event: WorkflowReported, status: Status | None) -> None:
+        """Report to the agent's tabs, with where the contact's workflow now stands if that
+        changed (the plan's status against the contact just loaded); count its ends."""
+        if status is not None:
+            event = replace(event, status=status[0], reason=status[1])
+        await self.deps.report(self.agent_id, event)
+        if status is not None and status[0] != "pending":
+            self.deps.observe_status(*status)
 
     async def sight(self, contact: Contact) -> None:
         registry = ContactRegistry(self.store, self.deps.account_name(), self.deps.holder)
         if await registry.sight(self.agent_id, self.contact_id, contact.created_at):
             await self.journal(SEEN, True)
 
-    async def tell(self, reports: list[Report]) -> None:
+    async def tell(self, reports: list[Report], status: Status | None) -> None:
         await self.current()
         merged = merge_reports(self.contact_id, reports)
         if self.deps.pop_via == "zendesk" and self.agent.user_id is not None:
             merged = await _display_in_zendesk(self.deps.client, self.agent.user_id, merged)
-        await self.deps.report(self.agent_id, merged)
+        await self.report(merged, status)
         for report in reports:
             await self.journal(report.key, record(report, None))
             self.executed += 1
@@ -273,11 +304,10 @@ class _Run:
         await self.journal(FAILED, {"code": code, "message": message[:300]})
         self.failures += 1
         notice = NoticeRequest(
-            "urgent", "workflow_failed", f"Zendesk work for this contact stopped: {message}"
+            "error", "workflow_failed", f"Zendesk work for this contact stopped: {message}"
         )
-        await self.deps.report(
-            self.agent_id, WorkflowReported(contact_id=self.contact_id, notices=(notice,))
-        )
+        report = WorkflowReported(contact_id=self.contact_id, notices=(notice,))
+        await self.report(report, ("failed", code))
         log.error("workflow_halted", agent=self.agent_id, contact=self.contact_id, code=code)
         raise _Stop(self.result(True, "failed", error=message))
 
@@ -381,6 +411,11 @@ class _Run:
             retry_in=round(at - now, 3),
         )
         raise _Stop(self.result(False, "error", error=error, retry_at=at))
+
+
+def _halt_code(record: Any) -> str:
+    """The reason a halted contact failed, from its ``~failed`` record."""
+    return str(record.get("code") or "halted") if isinstance(record, dict) else "halted"
 
 
 def _retry(key: str, at: float, attempts: int, error: str, *, doubt: bool = True) -> Any:

@@ -49,6 +49,7 @@ INSTALLATION_SETTINGS = {
     "recent_ticket_minutes": ("recent_ticket_minutes", "recent_ticket_timeout"),
     "default_dialed_number": ("default_dialed_number", "default_dialed_number"),
     "ticket_attribute": ("ticket_attribute", "ticket_attribute"),
+    "media_less": ("media_less", "media_less"),
 }
 
 
@@ -65,6 +66,7 @@ def app_settings(s: Settings, installation: Mapping[str, Any] | None = None) -> 
         "recent_ticket_timeout": s.recent_ticket_minutes,
         "ctr_time_zone": s.ctr_timezone,
         "talk_partner": s.talk_partner_edition,
+        "media_less": s.media_less,
     }
     for name, (variable, field) in INSTALLATION_SETTINGS.items():
         value = (installation or {}).get(name)
@@ -177,6 +179,7 @@ async def start_zendesk(
         report=report,
         pop_via=s.pop_via,
         observe_step=metrics.workflow_step,
+        observe_status=metrics.workflow_status,
         holder=s.node_id,
         landing_seconds=s.workflow_landing_seconds,
         connect=connect,

@@ -186,6 +186,34 @@ def call(page: "Page", contact_id: str, **spec: Any) -> None:
     page.evaluate("c => ccp.set(c)", {"id": contact_id, **spec})
 
 
+def hang_up(page: "Page", contact_id: str) -> None:
+    """Streams ends the contact (ACW before ENDED) and removes it; the tab must have been told
+    ended → acw → destroyed."""
+    call(page, contact_id, state="ended")
+    page.evaluate("id => ccp.remove(id)", contact_id)
+    ended_in_order(page, contact_id)
+
+
+def workflow(page: "Page", contact_id: str, status: str) -> None:
+    """The tab shows the contact's Zendesk work ended as `status`."""
+    eventually(
+        lambda: (v := contact_view(page, contact_id)) and v.get("workflow") == status,
+        what=f"{contact_id}'s workflow {status}",
+    )
+
+
+def ticket_of(page: "Page", contact_id: str, what: str) -> dict[str, Any]:
+    """The tab's view of the contact once it names a ticket."""
+    view: dict[str, Any] = eventually(
+        lambda: (v := contact_view(page, contact_id)) and v.get("ticket_id") and v, what=what
+    )
+    return view
+
+
+def owned(page: "Page", contact_id: str) -> None:
+    eventually(lambda: page.evaluate("id => sb.client.isOwner(id)", contact_id), what="owned")
+
+
 # -- login ---------------------------------------------------------------------------------------
 
 
@@ -237,9 +265,8 @@ def test_an_inbound_call_makes_one_ticket_and_pops_it_in_zendesk(
         lambda: {"target": "ticket", "id": tickets[0]["id"]} in zendesk_shown(page)["routes"],
         what="Zendesk routed to the ticket",
     )
-    call(page, "in-1", state="ended")  # Streams fires ACW before ENDED
-    page.evaluate("ccp.remove('in-1')")
-    ended_in_order(page, "in-1")
+    hang_up(page, "in-1")  # Streams fires ACW before ENDED
+    workflow(page, "in-1", "done")
     view = contact_view(page, "in-1")
     assert view is not None and view["direction"] == "inbound" and view["type"] == "voice"
     assert len(settle(lambda: account.tickets_for("in-1"))) == 1
@@ -266,9 +293,7 @@ def test_an_outbound_call_stays_outbound_through_its_removal(
         lambda: (v := contact_view(page, "out-1")) and v["direction"] == "outbound",
         what="an outbound contact",
     )
-    call(page, "out-1", state="ended")
-    page.evaluate("ccp.remove('out-1')")  # Streams hands a ContactSnapshot whose isInbound() throws
-    ended_in_order(page, "out-1")
+    hang_up(page, "out-1")  # Streams hands a ContactSnapshot whose isInbound() throws
     view = contact_view(page, "out-1")
     assert view is not None and view["direction"] == "outbound"
 
@@ -281,9 +306,8 @@ def test_an_email_is_an_email_and_gets_no_call_ticket(
     call(page, "mail-1", state="connected")
     view = eventually(lambda: contact_view(page, "mail-1"), what="the email contact")
     assert view["type"] == "email"
-    call(page, "mail-1", state="ended")
-    page.evaluate("ccp.remove('mail-1')")
-    ended_in_order(page, "mail-1")
+    hang_up(page, "mail-1")
+    workflow(page, "mail-1", "none")
     assert settle(lambda: account.tickets_for("mail-1")) == []
 
 
@@ -396,9 +420,7 @@ def test_a_chat_keeps_its_transcript_on_the_customers_ticket(
         ["chat-1", {**line, "Id": "m2", "ParticipantRole": "AGENT", "DisplayName": "Ada",
                     "Content": "Let me look into it"}],
     )  # fmt: skip
-    call(page, "chat-1", state="ended")
-    page.evaluate("ccp.remove('chat-1')")
-    ended_in_order(page, "chat-1")
+    hang_up(page, "chat-1")
 
     def transcript() -> str:
         comments = account.tickets_for("chat-1")[0].get("comments", [])
@@ -417,18 +439,13 @@ def test_a_transferred_call_joins_the_first_contacts_ticket(
     page, _ = signed_in(context, account, "Ada Transfer")
     call(page, "xfer-1", type="voice", state="connected", number="+447700900006")
     ticket = eventually(lambda: account.tickets_for("xfer-1"), what="the first ticket")[0]
-    call(page, "xfer-1", state="ended")
-    page.evaluate("ccp.remove('xfer-1')")
-    ended_in_order(page, "xfer-1")
+    hang_up(page, "xfer-1")
     target = {"target": "ticket", "id": ticket["id"]}
     before = settle(lambda: zendesk_shown(page)["routes"]).count(target)
     # the same customer transferred back to this agent: a new contact, same initial contact
     call(page, "xfer-2", initial="xfer-1", type="voice", state="incoming", number="+447700900006")
     call(page, "xfer-2", state="connected")
-    view = eventually(
-        lambda: (v := contact_view(page, "xfer-2")) and v.get("ticket_id") and v,
-        what="the transfer's ticket",
-    )
+    view = ticket_of(page, "xfer-2", "the transfer's ticket")
     assert view["ticket_id"] == ticket["id"]
     assert view["initial_contact_id"] == "xfer-1"
     eventually(
@@ -452,14 +469,11 @@ def test_the_agent_attaches_a_contact_to_the_ticket_open_in_zendesk(
         number="+447700900008",
         attributes={"ticket_assignment": "agent"},
     )
-    eventually(lambda: page.evaluate("sb.client.isOwner('attach-1')"), what="the tab owns it")
+    owned(page, "attach-1")
     page.evaluate("id => ccp.remove(id)", "first-1")
     page.evaluate("t => zaf.fire('switchboard.viewing', {ticketId: t, userId: null})", ticket["id"])
     page.click("#attach")
-    view = eventually(
-        lambda: (v := contact_view(page, "attach-1")) and v.get("ticket_id") and v,
-        what="the contact attached",
-    )
+    view = ticket_of(page, "attach-1", "the contact attached")
     assert view["ticket_id"] == ticket["id"]
     assert settle(lambda: account.tickets_for("attach-1")) == []
 
@@ -470,7 +484,7 @@ def test_without_an_open_ticket_attach_says_what_to_do(
     page, _ = signed_in(context, account, "Ada Nothing Open")
     call(page, "none-1", type="voice", state="connected", number="+447700900009",
          attributes={"ticket_assignment": "agent"})  # fmt: skip
-    eventually(lambda: page.evaluate("sb.client.isOwner('none-1')"), what="the tab owns it")
+    owned(page, "none-1")
     page.click("#attach")
     notices = eventually(lambda: zendesk_shown(page)["notices"], what="a notice")
     assert any("open the ticket" in n["text"] for n in notices), notices
@@ -519,5 +533,7 @@ def test_a_second_concurrent_chat_is_announced_in_zendesk_once(
         return [n for n in notices if "Only one chat at a time" in n["text"]]
 
     eventually(second_chat, what="the second-chat notice")
-    assert len(settle(second_chat)) == 1
+    (notice,) = settle(second_chat)
+    assert notice["kind"] == "error", notice  # the guide: "will display an error message"
+    workflow(page, "chat-b", "none")
     assert settle(lambda: account.tickets_for("chat-b")) == []

@@ -432,7 +432,7 @@ def test_tab_on_live_node_survives_and_node_back_in_set_keeps_tab() -> None:
 # -- chats -------------------------------------------------------------------------------
 
 
-def test_second_concurrent_chat_is_refused_with_a_warning_to_its_owner() -> None:
+def test_second_concurrent_chat_is_refused_with_an_error_to_its_owner() -> None:
     h = Harness()
     t1, t2 = h.new_tab(), h.new_tab()
     h.report(t1, "connected", "chat-1", type="chat")
@@ -441,7 +441,9 @@ def test_second_concurrent_chat_is_refused_with_a_warning_to_its_owner() -> None
     assert second.refused == "second_chat" and second.owner_tab == t2
     notes = of_type(out, Notify)
     assert len(notes) == 1 and notes[0].to_tab == t2
-    assert notes[0].message.level == "warning" and notes[0].message.code == "second_chat"
+    # The guide: the app "will display an error message"; the chat gets no Zendesk work.
+    assert notes[0].message.level == "error" and notes[0].message.code == "second_chat"
+    assert second.workflow == "none" and h.state.contacts["chat-1"].workflow == "pending"
     assert notes[0].message.contact_id == "chat-2"
     assert h.state.contacts["chat-1"].refused is None
     # Reports of the refused chat do not warn again; a voice call alongside is fine.
@@ -617,6 +619,30 @@ def test_workflow_pops_go_to_owner_only_after_the_contact_view() -> None:
     again = h.apply(WorkflowReported(contact_id="c1", warnings=("bad attribute",)))
     assert again.effects == ()
     assert t1 != t2
+
+
+def test_workflow_status_reaches_every_tab_and_wakes_nothing() -> None:
+    h = Harness()
+    t1, _ = h.new_tab(), h.new_tab()
+    created = h.report(t1, "connected")
+    assert h.contact().workflow == "pending" and wakes(created) == ["c1"]
+    out = h.apply(WorkflowReported(contact_id="c1", status="failed", reason="forbidden"))
+    (view,) = contact_pubs(out)
+    assert (view.workflow, view.workflow_reason) == ("failed", "forbidden")
+    assert wakes(out) == []  # the runner's own report gives the runner nothing to do
+    assert (
+        h.apply(WorkflowReported(contact_id="c1", status="failed", reason="forbidden")).effects
+        == ()
+    )
+    # With anything else the workflow may act on, it is woken as before.
+    both = h.apply(WorkflowReported(contact_id="c1", ticket_id=9, status="pending"))
+    assert wakes(both) == ["c1"] and h.contact().workflow_reason is None
+
+
+def test_a_monitoring_leg_gets_no_workflow() -> None:
+    h = Harness()
+    out = h.report(h.new_tab(), "connected", monitoring=True)
+    assert h.contact().workflow == "none" and wakes(out) == []
 
 
 def test_workflow_pop_alone_is_reported_as_a_change() -> None:

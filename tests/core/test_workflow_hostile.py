@@ -74,7 +74,8 @@ def test_a_refused_comment_is_reported_once_and_never_planned_again() -> None:
     p, journal = drive(world, contact())
     assert p.done and journal["comment:voice"]["failed"] == 413
     refused = [n for n in world.notices() if n.code == "zendesk_refused"]
-    assert len(refused) == 1 and refused[0].level == "urgent" and "413" not in refused[0].text
+    assert len(refused) == 1 and refused[0].level == "error" and "413" not in refused[0].text
+    assert p.status == ("failed", "too_large")
     assert "comment:voice" in refused[0].text and "Too large" in refused[0].text
     assert sum(isinstance(w, AddVoiceComment) for w in world.writes) == 1
 

@@ -494,8 +494,60 @@ def test_second_create_ticket_reattaches_the_one_created() -> None:
         commands=[cmd("create_ticket", T0 + 5), cmd("create_ticket", T0 + 6)],
     )
     drive(world, c)
+    (created,) = world.created_tickets()
+    assert created.origin == "command:0"
+    # Only the second command is told: the first one made the ticket.
+    (again,) = [n for n in world.notices() if n.code == "ticket_already_created"]
+    assert again.level == "info" and again.text.endswith(f"#{only_ticket(world)}")
+
+
+def test_the_command_that_creates_the_ticket_is_not_told_it_exists() -> None:
+    world = World()
+    known(world)
+    c = contact(attributes=AGENT_MODE, commands=[cmd("create_ticket", T0 + 5)])
+    p, journal = drive(world, c)
+    assert len(world.created_tickets()) == 1 and world.notice_codes() == []
+    assert journal["ticket:create"]["origin"] == "command:0" and p.status == ("done", None)
+
+
+def test_a_create_ticket_after_the_automatic_ticket_is_told_it_exists() -> None:
+    world = World()
+    known(world)
+    drive(world, contact(commands=[cmd("create_ticket", T0 + 20)]))
     assert len(world.created_tickets()) == 1
-    assert "ticket_already_created" in world.notice_codes()
+    assert world.notice_codes() == ["ticket_already_created"]
+
+
+@pytest.mark.parametrize(
+    ("events", "attributes", "status"),
+    [
+        (("incoming", "connected"), {}, ("pending", None)),
+        (("incoming", "connected", "ended"), {}, ("done", None)),
+        (("incoming", "missed"), {}, ("none", None)),
+    ],
+)
+def test_the_plan_says_where_the_workflow_stands(
+    events: tuple[str, ...], attributes: dict[str, str], status: tuple[str, None]
+) -> None:
+    world = World()
+    known(world)
+    p, _ = drive(world, contact(events, attributes=attributes))
+    assert p.status == status
+
+
+def test_an_email_gets_no_workflow() -> None:
+    p, _ = drive(World(), contact(type="email"))
+    assert p.done and p.status == ("none", None)
+
+
+def test_a_refused_ticket_fails_the_workflow_at_once_with_the_reason() -> None:
+    world = World()
+    known(world)
+    world.fail["ticket:create"] = {"failed": 403, "code": "forbidden", "message": "Forbidden"}
+    p, _ = drive(world, contact(("incoming", "connected")))
+    assert not p.done and p.status == ("failed", "forbidden")
+    (notice,) = [n for n in world.notices() if n.code == "ticket_create_failed"]
+    assert notice.level == "error"
 
 
 def test_reattaching_moves_the_end_of_contact_to_the_last_ticket() -> None:

@@ -25,7 +25,7 @@ from daemon.core.state import AgentState
 from daemon.core.workflow import Identity, Scope
 from daemon.sandbox import SANDBOX_KEY, Sandbox, SandboxConfig, create_app
 from daemon.zendesk.retry import RetryPolicy
-from protocol.messages import Error, Notify, Pop
+from protocol.messages import Error, Notify, Pop, WorkflowStatus
 from tests.daemons import eventually, settings, token
 from tests.oas import assert_exchanges_valid
 
@@ -171,14 +171,30 @@ class Rig:
         _, state = await self.daemon.hub.load(agent, fresh=True)
         return state
 
-    async def finished(self, contact_id: str, timeout: float = TIMEOUT) -> None:
-        """The daemon's workflow for the contact is done (the store forgot it)."""
+    async def finished(
+        self,
+        contact_id: str,
+        timeout: float = TIMEOUT,
+        *,
+        status: WorkflowStatus = "done",
+        reason: str | None = None,
+    ) -> None:
+        """The daemon's workflow for the contact is over (the store forgot it) and every tab
+        of the agent sees it ended as `status` (with `reason`)."""
 
         async def gone() -> bool:
             pending = await self.daemon.store.workflows_list()
             return all(c != contact_id for _, c in pending)
 
+        def shown() -> bool:
+            tabs = [t for t in self.tabs if t.role == "embedded" and not t.closed]
+            views = [t.contacts.get(contact_id) for t in tabs]
+            return all(
+                v is not None and (v.workflow, v.workflow_reason) == (status, reason) for v in views
+            )
+
         await eventually(gone, timeout)
+        await eventually(shown, timeout)
 
 
 def comments(ticket: dict[str, Any], *, kind: str | None = None, starts: str = "") -> list[Any]:

@@ -11,13 +11,15 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from clients.python.tab import TabClient
 from daemon.config import Settings
 from daemon.sandbox import SANDBOX_KEY, SandboxConfig, create_app
 from daemon.zendesk.wiring import app_settings
 from tests.daemons import eventually
 from tests.e2e.conftest import Rig, voice
+from tests.integration.test_zendesk_login import login, page_config
 from tests.oas import assert_exchanges_valid
-from tests.zaf import INSTALLATION_ID, key_pair
+from tests.zaf import INSTALLATION_ID, key_pair, zaf_token
 
 IVR = "+442071230000"
 
@@ -104,6 +106,25 @@ async def test_a_variable_that_is_set_wins_over_zendesk_and_a_bad_value_changes_
     assert rig.daemon.zendesk.app_settings().recent_ticket_timeout == 15
 
 
+async def test_media_less_mode_comes_from_the_installation(rig: Rig) -> None:
+    await install(rig, {"media_less": True})
+    await start(rig)
+    await eventually(lambda: rig.daemon.zendesk.app_settings().media_less)
+    status, page, _ = await login(rig.daemon, zaf_token(rig.base_url, rig.agent_user_id))
+    assert status == 200
+    config = page_config(page)
+    assert config["mediaLess"] is True  # the panel's CCP starts with its softphone off
+    # The panel says so in its hello (clients/js/zendesk-app.js): the agent's tabs are told.
+    tab = await TabClient(rig.ws_url(), config["token"], media_less=config["mediaLess"]).connect()
+    rig.tabs.append(tab)
+    await eventually(lambda: tab.media is not None and tab.media.media_less)
+
+    await put_settings(rig, {"media_less": False})
+    await eventually(lambda: not rig.daemon.zendesk.app_settings().media_less)
+    _, page, _ = await login(rig.daemon, zaf_token(rig.base_url, rig.agent_user_id))
+    assert page_config(page)["mediaLess"] is False
+
+
 def installation_reads(rig: Rig) -> int:
     return sum(n for k, n in rig.requests().items() if k.startswith("GET /api/v2/apps/"))
 
@@ -118,3 +139,6 @@ def test_without_an_installation_the_variables_and_defaults_apply() -> None:
     assert merged.recent_ticket_timeout == 5  # set as a variable: it wins
     assert merged.ticket_attribute == "ivr_ticket"  # only in Zendesk
     assert merged.instance_url == "https://acme.my.connect.aws"
+    assert not merged.media_less and app_settings(s, {"media_less": True}).media_less
+    forced = Settings(demo=True, media_less=False)
+    assert not app_settings(forced, {"media_less": True}).media_less  # the variable wins

@@ -82,7 +82,7 @@ async def test_second_concurrent_chat_is_refused_with_a_notice(rig: Rig) -> None
     await tabs[0].chat("ch-1", "a1", "customer", "Thanks")
     await report_all(tabs, "ended", "ch-1", ANN)
     await rig.finished("ch-1")
-    await rig.finished("ch-2")
+    await rig.finished("ch-2", status="none")  # a refused chat gets no Zendesk work
     await settle()
 
     assert rig.tickets("ch-2") == []
@@ -91,6 +91,6 @@ async def test_second_concurrent_chat_is_refused_with_a_notice(rig: Rig) -> None
     (transcript,) = transcripts(ticket)
     assert "Thanks" in transcript["body"] and "Hello?" not in transcript["body"]
     # the notice went to the owner only, once
-    assert [n.code for n in notices(tabs[0], "ch-2")] == ["second_chat"]
+    assert [(n.code, n.level) for n in notices(tabs[0], "ch-2")] == [("second_chat", "error")]
     assert notices(tabs[1]) == []
     assert tabs[1].contacts["ch-2"].ticket_id is None

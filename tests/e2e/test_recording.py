@@ -121,7 +121,7 @@ async def test_connect_refusing_reaches_the_agent_and_nothing_says_paused(
     await owner.command("pause_recording", "c-1")
     await until(lambda: any(n.code == "recording_failed" for n in notices(owner, "c-1")))
     (notice,) = [n for n in notices(owner, "c-1") if n.code == "recording_failed"]
-    assert notice.level == "urgent" and "AccessDenied" in notice.text
+    assert notice.level == "error" and "AccessDenied" in notice.text
     await report_all([owner, observer], "ended", "c-1", CALL)
     await rig.finished("c-1")
     assert transitions(connect) == []

@@ -82,6 +82,10 @@ class Rig:
 
         async def report(agent: str, event: WorkflowReported) -> None:
             self.reports.append(event)
+            known = self.contacts.get((agent, event.contact_id))
+            if event.status is not None and known is not None:  # as the agent's state keeps it
+                status = {"workflow": event.status, "workflow_reason": event.reason}
+                self.contacts[(agent, event.contact_id)] = known.evolve(**status)
 
         return RunnerDeps(
             store=store or self.store,

@@ -242,7 +242,11 @@ async def test_unauthorized_halts_the_contact_once(rig: Rig) -> None:
     assert (again.done, again.reason, again.failures) == (True, "failed", 0)
     assert rig.requests() == sent
     (halted,) = notices(rig, "workflow_failed")
-    assert halted.level == "urgent"
+    assert halted.level == "error"
+    # The halt reported the status with its notice; the second run found the contact (given
+    # again as pending: as if that report was lost) and reported it again.
+    statuses = [(r.status, r.reason, bool(r.notices)) for r in rig.reports if r.status]
+    assert statuses == [("failed", "unauthorized", True), ("failed", "unauthorized", False)]
     assert (await rig.store.journal_read(AGENT, "c-1"))[FAILED]["code"] == "unauthorized"
 
 

@@ -67,7 +67,10 @@ async def test_recognised_caller_auto_mode(rig: Rig) -> None:
     # the tabs learnt the user and the ticket, and the agent was routed to it
     assert any(r.user_id == uid for r in rig.reports)
     assert any(r.ticket_id == ticket.id for r in rig.reports)
-    assert rig.reports[-1].pops[-1].id == ticket.id
+    *_, routed, last = rig.reports
+    assert routed.pops[-1].id == ticket.id
+    assert (last.status, last.pops, last.notices) == ("done", (), ())  # then it was done
+    assert [r.status for r in rig.reports if r.status] == ["done"]
     assert rig.write_requests() == 2
 
 
@@ -132,7 +135,7 @@ async def test_transfer_uses_our_own_record(rig: Rig) -> None:
     assert (await rig.run(second)).done
     assert len(rig.tickets()) == 1
     assert voice_comments(rig) == 2  # one call each, on the same ticket
-    assert rig.reports[-1].pops[-1].id == ticket.id
+    assert rig.reports[-2].pops[-1].id == ticket.id and rig.reports[-1].status == "done"
 
 
 async def test_transfer_from_another_agent_reaches_the_first_agents_ticket(rig: Rig) -> None:

@@ -8,9 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { StreamsAdapter, MediaGate } from '../streams-adapter.js';
-import { TokenKeeper, showContactWarnings } from '../zendesk-app.js';
-import { RecordingHost } from '../zendesk-host.js';
-import { Emitter } from '../emitter.js';
+import { TokenKeeper } from '../zendesk-app.js';
 import { FakeClock, flush } from '../test-support/fakes.js';
 
 /** A Streams-like world: contacts by id; every handler receives a fresh object, as Streams does. */
@@ -276,20 +274,4 @@ test('a reconnect after a long sleep renews a spent token before using it', asyn
   clock.now += 8000;
   assert.equal(await keeper.fresh(), 't1');
   assert.deepEqual(server.calls, ['Bearer t0']);
-});
-
-test('invalid-attribute warnings of an owned contact are shown once each', () => {
-  const client = new Emitter();
-  const host = new RecordingHost();
-  showContactWarnings(/** @type {any} */ (client), host);
-  const contact = { contact_id: 'c-1', warnings: ['pause_recording: "perhaps" is not true or false'] };
-  client.emit('contact', { contact, owner: false });
-  assert.equal(host.notices.length, 0, 'an observer tab shows nothing');
-  client.emit('contact', { contact, owner: true });
-  client.emit('contact', { contact, owner: true });
-  client.emit('contact', { contact: { ...contact, warnings: [...contact.warnings, 'second'] }, owner: true });
-  assert.deepEqual(host.notices.map((n) => [n.level, n.text]), [
-    ['warning', 'pause_recording: "perhaps" is not true or false'],
-    ['warning', 'second'],
-  ]);
 });

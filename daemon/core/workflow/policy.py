@@ -236,6 +236,8 @@ class _Planner:
         self.s, self.warnings = effective_settings(app, contact.attributes)
         self.steps: list[Step] = []
         self.waiting = False
+        self.applies = True  # see `Plan.applies`
+        self.failures: list[str] = []  # see `Plan.failures`
         self.connected = "connected" in contact.events_seen
         self.identity: Identity = agent.scope.of(contact.contact_id)
         self.transferred_from: str | None = None  # another agent's contact we follow
@@ -255,12 +257,15 @@ class _Planner:
         result = self.journal[step.key]
         if not failed(result) or isinstance(step, SetRecording):
             return result  # (Connect's refusals are told in their own words)
+        reason = str(result.get("code") or f"http_{result['failed']}")
+        if reason not in self.failures:
+            self.failures.append(reason)
         if not isinstance(step, CreateTicket | CreateUser):
             self.notice(
                 f"refused:{step.key}", "zendesk_refused",
                 f"Zendesk refused a step of this contact's workflow ({step.key}): "
                 f"{result.get('message') or result['failed']}",
-                level="urgent",
+                level="error",
             )  # fmt: skip
         if step.zendesk_write:
             return result
@@ -272,6 +277,7 @@ class _Planner:
             self.steps.append(report)
 
     def notice(self, key: str, code: str, text: str, level: str = "warning") -> None:
+        """Tell the owner something once; `error` when the agent must act on a failure."""
         self.tell(Report(key=f"notice:{key}", notices=(NoticeRequest(level, code, text),)))
 
     def pop(self, target: str, ident: int | None = None, query: str | None = None) -> None:
@@ -306,9 +312,11 @@ class _Planner:
         """Rules 1-3: whether the contact gets a workflow and it has begun (else `wait`)."""
         c = self.c
         if c.refused is not None or c.monitoring or c.type in ("task", "email"):
+            self.applies = False
             return False
         self.report_warnings()
         if c.finished and not self.connected:
+            self.applies = False
             return False
         if not self.connected and not self.s.pop_incoming:
             self.wait()
@@ -419,7 +427,7 @@ class _Planner:
             and self.s.force_ticket_creation
             and self.may_create(choice.customer)
         ):
-            current = self.create_ticket(choice.customer, None) or None
+            current = self.create_ticket(choice.customer, None, origin="forced") or None
             if current is not None:
                 self.attach([current], choice.customer)
                 self.pause_notes(current)
@@ -586,24 +594,29 @@ class _Planner:
             if ticket is not None:
                 out.append(ticket["id"])
             elif self.may_create(customer):
-                out.append(self.create_ticket(customer, None))
+                out.append(self.create_ticket(customer, None, origin="auto"))
         for i, cmd in after:
             out.append(self.command_ticket(i, cmd, customer))
         return [t for t in out if t]
 
     def command_ticket(self, index: int, cmd: AgentCommand, customer: _Customer) -> int:
+        """The ticket of the agent's `index`-th command: the one to attach, or the contact's
+        one new ticket (created by this command, or earlier: then the agent is told)."""
         if cmd.name == "attach_to_current":
             return cmd.ticket_id or 0
+        origin = f"command:{index}"
         if TICKET_CREATE in self.journal:
             created = self.journal[TICKET_CREATE]
             if not failed(created):
-                self.notice(
-                    f"already_created:{index}", "ticket_already_created",
-                    f"A ticket was already created for this contact: #{created['ticket_id']}",
-                    level="info",
-                )  # fmt: skip
+                if created.get("origin") != origin:
+                    self.notice(
+                        f"already_created:{index}", "ticket_already_created",
+                        f"A ticket was already created for this contact: "
+                        f"#{created['ticket_id']}",
+                        level="info",
+                    )  # fmt: skip
                 return int(created["ticket_id"])
-        return self.create_ticket(customer, cmd.user_id)
+        return self.create_ticket(customer, cmd.user_id, origin=origin)
 
     def requester(self, customer: _Customer, user_id: int | None) -> tuple[int | None, str]:
         """Who a new ticket is for, creating the user when the rules say so."""
@@ -642,7 +655,8 @@ class _Planner:
                 self.tell(Report(key=f"report:user:{created['id']}", user_id=created["id"]))
                 return int(created["id"]), str(created.get("name") or name)
             self.notice("user_create_failed", "user_create_failed",
-                        f"Could not create the Zendesk user: {created['failed']}")  # fmt: skip
+                        f"Could not create the Zendesk user: {created['failed']}",
+                        level="error")  # fmt: skip
         label = (
             customer.name
             or customer.number
@@ -651,8 +665,9 @@ class _Planner:
         )
         return self.agent.user_id, label
 
-    def create_ticket(self, customer: _Customer, user_id: int | None) -> int:
-        """Create the contact's one new ticket (0 if Zendesk refused it for good)."""
+    def create_ticket(self, customer: _Customer, user_id: int | None, *, origin: str) -> int:
+        """Create the contact's one new ticket (0 if Zendesk refused it for good); `origin`
+        (auto, forced, command:N) is journaled with it."""
         c = self.c
         requester_id, name = self.requester(customer, user_id)
         if c.type == "chat":
@@ -682,11 +697,13 @@ class _Planner:
                 assignee_id=self.agent.user_id,
                 details=self.connected,
                 attributes=attrs,
+                origin=origin,
             )
         )
         if failed(result):
             self.notice("ticket_create_failed", "ticket_create_failed",
-                        f"Could not create the ticket: {result['failed']}")  # fmt: skip
+                        f"Could not create the ticket: {result['failed']}",
+                        level="error")  # fmt: skip
             return 0
         return int(result["ticket_id"])
 
@@ -819,7 +836,7 @@ class _Planner:
         verb = "pause" if paused else "resume"
         self.notice(
             f"recording:{n}", "recording_failed",
-            f"Amazon Connect did not {verb} the recording: {reason}", level="urgent",
+            f"Amazon Connect did not {verb} the recording: {reason}", level="error",
         )  # fmt: skip
         return reason
 
@@ -932,4 +949,6 @@ def plan(
         steps=steps,
         done=finished and not steps,
         waiting=not finished and planner.waiting and not steps,
+        applies=planner.applies,
+        failures=tuple(planner.failures),
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 from daemon.core.events import NoticeRequest, PopRequest
+from protocol.messages import WorkflowStatus
 
 
 class UserInfo(TypedDict, total=False):
@@ -150,8 +151,9 @@ class CreateTicket:
     `voice` uses the Talk Partner Edition endpoint with `via_id` 45/46; otherwise a plain
     ticket. `external_id` is the contact id and `idempotency_key` is derived from contact id
     and step key, so a replay after a crash returns the same ticket. `attributes` are the
-    attribute values the body carries (journaled for the changed-attributes rule).
-    Result: `TicketInfo`.
+    attribute values the body carries (journaled for the changed-attributes rule); `origin`
+    what asked for it (auto, forced, or `command:N`, the agent's N-th command), journaled so
+    the command that made the ticket is not told it already exists. Result: `TicketInfo`.
     """
 
     key: str
@@ -166,6 +168,7 @@ class CreateTicket:
     assignee_id: int | None = None
     details: bool = False
     attributes: dict[str, str] = field(default_factory=dict)
+    origin: str = "auto"
     zendesk_write = True
 
     def record(self, result: Any) -> Any:
@@ -176,6 +179,7 @@ class CreateTicket:
             "details": self.details,
             "attributes": dict(self.attributes),
             "existing": bool(result.get("existing")),
+            "origin": self.origin,
         }
 
 
@@ -323,8 +327,25 @@ class Plan:
     `steps`: ready now, in order (the runner executes them, journals each, and plans again).
     `done`: nothing more will ever be needed for this contact.
     `waiting`: nothing to do until the contact changes (an event, an agent command).
+    `applies`: the contact gets Zendesk work at all (False: monitoring, a refused chat, a
+    task or email, a contact that ended without connecting).
+    `failures`: the classified reasons of the steps Zendesk refused for good, as planning
+    met them (a refused step is never sent again: the contact cannot end `done`).
     """
 
     steps: tuple[Step, ...]
     done: bool
     waiting: bool
+    applies: bool = True
+    failures: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> tuple[WorkflowStatus, str | None]:
+        """Where the contact's Zendesk work stands, and why it failed: `failed` as soon as a
+        step is refused for good (later steps still run), else `pending` until the plan is
+        done, then `done` (or `none` when the contact got no work)."""
+        if self.failures:
+            return "failed", self.failures[0]
+        if not self.done:
+            return "pending", None
+        return ("done" if self.applies else "none"), None

@@ -47,7 +47,7 @@ class DemoHost {
   notify(n) {
     this.notices.push(n);
     log(`notify ${n.level}`, `${n.level.toUpperCase()} [${n.code}] ${n.text}`);
-    if (n.level === 'urgent') {
+    if (n.level === 'urgent' || n.level === 'error') {
       fill($('urgent'), `⚠ ${n.text}`);
       $('urgent').classList.remove('hidden');
     }
@@ -250,7 +250,8 @@ function contactCard(client, c) {
       'mode ', c.mode || 'auto',
       c.ticket_id ? ` · ticket #${c.ticket_id}` : '',
       c.user_id ? ` · user #${c.user_id}` : '',
-      c.recording_paused ? ' · recording paused' : ''),
+      c.recording_paused ? ' · recording paused' : '',
+      zendeskWork(c)),
     (c.warnings || []).map((/** @type {string} */ w) => el('div', { class: 'small banner warning' }, w)),
     // Only what the contact allows: one ticket per contact, recordings only on calls.
     owner ? el('div', { class: 'row' },
@@ -273,7 +274,17 @@ function finishedCard(client, c) {
     el('div', { class: 'small muted' },
       `${c.state}`,
       c.ticket_id ? ` · ticket #${c.ticket_id}` : '',
+      zendeskWork(c),
       ` · handled by ${here ? 'this tab' : `tab ${c.owner_tab || '—'}`}`));
+}
+
+/**
+ * Where the contact's Zendesk work stands (the daemon's `workflow`), for a card line.
+ * @param {any} c
+ */
+function zendeskWork(c) {
+  if (!c.workflow || c.workflow === 'none') return '';
+  return c.workflow === 'failed' ? ` · Zendesk work failed: ${c.workflow_reason || 'unknown'}` : ` · Zendesk work ${c.workflow}`;
 }
 
 main().catch((err) => {
