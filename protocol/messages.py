@@ -53,6 +53,7 @@ CommandName = Literal["create_ticket", "attach_to_current", "pause_recording", "
 Participant = Literal["customer", "agent", "bot", "system"]
 NotifyLevel = Literal["info", "warning", "urgent"]
 MediaGate = Literal["warn", "block"]
+Confirmation = Literal["confirmed", "unconfirmed", "refused"]
 
 
 class _Inbound(BaseModel):
@@ -209,6 +210,9 @@ class ContactView(_Outbound):
     user_id: int | None = None
     recording_paused: bool = False
     warnings: tuple[str, ...] = ()
+    # Amazon Connect's word on the contact (only where an instance is configured): confirmed,
+    # unconfirmed (Connect could not be asked: believed on the tabs' word for now), refused.
+    confirmation: Confirmation | None = None
 
 
 class MediaView(_Outbound):
