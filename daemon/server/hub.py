@@ -32,8 +32,9 @@ import structlog
 
 from daemon.core.agent import handle, new_agent, next_deadline
 from daemon.core.effects import Outcome, Publish, WakeWorkflow
-from daemon.core.events import AgentEvent, Context, Rules, TabClosed, Tick
+from daemon.core.events import AgentEvent, ContactReported, Context, Rules, TabClosed, Tick
 from daemon.core.state import AgentState
+from daemon.server.auth import AgentIdentity
 from daemon.server.metrics import Metrics
 from daemon.store.base import Envelope, Store, StoreUnavailable, StreamEntry, Subscription
 from protocol.errors import ErrorCode
@@ -84,6 +85,14 @@ class Sink(Protocol):
 WakeCallback = Callable[[str, str], None]
 
 
+class ReportCheck(Protocol):
+    """Looks at a tab's contact report before it is applied (`daemon.connect.confirm`)."""
+
+    async def check(
+        self, agent: str, identity: AgentIdentity, event: ContactReported
+    ) -> ContactReported: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Cached:
     """An agent's state as this node last saw it, and the newest stream entry it reflects."""
@@ -120,6 +129,8 @@ class AgentHub:
         self._live_nodes: frozenset[str] = frozenset({node_id})
         self._live_here = self._live_nodes  # the live set, always with this node in it
         self.on_wake: WakeCallback | None = None
+        # Contacts confirmed by Amazon Connect, where an instance is configured.
+        self.report_check: ReportCheck | None = None
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, _AgentLock] = {}
         self._sinks: dict[str, set[Sink]] = {}
