@@ -77,8 +77,8 @@ async def test_a_contact_connect_does_not_know_is_refused(rig: Rig, connect: Tes
     for i, tab in enumerate(tabs):
         await report(tab, "incoming", "c-ghost", f"r-{i}", **voice())
         await report(tab, "connected", "c-ghost", f"s-{i}", **voice())
+    await until(lambda: all(len(errors(t, "contact_not_in_connect")) == 2 for t in tabs))
     for i, tab in enumerate(tabs):
-        await until(lambda tab=tab: len(errors(tab, "contact_not_in_connect")) == 2)
         refusals: list[Error] = errors(tab, "contact_not_in_connect")
         assert [e.ref for e in refusals] == [f"r-{i}", f"s-{i}"]
     await settle()
