@@ -14,7 +14,8 @@ from aiohttp import web
 from websockets.asyncio.server import Server
 
 from daemon.config import Settings
-from daemon.connect.wiring import ConnectSide, start_connect
+from daemon.connect.confirm import ContactConfirmer
+from daemon.connect.wiring import ConnectSide, contact_confirmer, start_connect
 from daemon.secrets_file import dev_secret_path, load_or_create_dev_secret
 from daemon.server.auth import mint_token
 from daemon.server.connection import ConnectionLimits
@@ -44,6 +45,7 @@ class Daemon:
         self.hub: AgentHub
         self.zendesk: ZendeskSide
         self.connect: ConnectSide | None = None
+        self.confirmer: ContactConfirmer | None = None
         self.workflows: WorkflowScheduler
         self.secret = ""
         self.ready = False
@@ -76,6 +78,10 @@ class Daemon:
             lease_seconds=s.workflow_lease_seconds,
         )
         self.hub.on_wake = self.workflows.wake
+        self.confirmer = contact_confirmer(
+            s, self.connect, self.hub, self.zendesk.client, self.metrics
+        )
+        self.hub.report_check = self.confirmer
         await self._check_store()
         self._ws = await start_ws_server(
             host=s.host,
@@ -234,6 +240,8 @@ class Daemon:
         if self._app_pages is not None:
             await self._app_pages.cleanup()
         await self.workflows.close()
+        if self.confirmer is not None:
+            await self.confirmer.close()
         await self.hub.close()
         await self.zendesk.close()
         if self.connect is not None:

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     connect_instance_arn: str | None = None
     connect_endpoint_url: str | None = None  # another endpoint (e.g. the Connect sandbox)
     connect_describe_per_minute: int = 300  # all nodes together, inside Connect's API quota
+    # Contact confirmation (daemon/connect/confirm.py): how long a new contact's first report
+    # waits for Connect before it is believed unconfirmed, and Connect usernames mapped to
+    # Zendesk user ids where the Connect user's username/email is not the agent's email.
+    connect_confirm_wait_seconds: float = Field(default=2.0, gt=0)
+    connect_agent_map: dict[str, int] = {}
 
     # Amazon Connect app settings (see the admin guide)
     connect_instance_url: str = "https://example.my.connect.aws"

@@ -22,6 +22,9 @@ class ErrorCode(StrEnum):
     NOT_OWNER = "not_owner"  # an owner-only command from an observer
     STALE_EPOCH = "stale_epoch"  # a command carrying an older ownership epoch
     UNKNOWN_CONTACT = "unknown_contact"  # a command or message for a contact never reported
+    # Where an Amazon Connect instance is configured, a new contact is checked with Connect:
+    CONTACT_NOT_IN_CONNECT = "contact_not_in_connect"  # Connect does not know the contact
+    CONTACT_NOT_YOURS = "contact_not_yours"  # Connect's agent for it is another agent
     OUT_OF_ORDER = "out_of_order"  # e.g. a chat message for a contact that has ended
     TOO_MANY_CONTACTS = "too_many_contacts"  # the agent's open-contact bound is reached
     TOO_MANY_TABS = "too_many_tabs"  # the agent's tab bound is reached

@@ -61,6 +61,7 @@ NotifyLevel = Literal["info", "warning", "urgent", "error"]
 # contact that ended without connecting).
 WorkflowStatus = Literal["pending", "done", "failed", "none"]
 MediaGate = Literal["warn", "block"]
+Confirmation = Literal["confirmed", "unconfirmed", "refused"]
 
 
 def _empty_map() -> Any:
@@ -230,6 +231,9 @@ class ContactView(_Outbound):
     # Why `workflow` is `failed`: the classified failure (`forbidden`, `invalid`,
     # `unauthorized`, `planning_failed`, ...).
     workflow_reason: str | None = None
+    # Amazon Connect's word on the contact (only where an instance is configured): confirmed,
+    # unconfirmed (Connect could not be asked: believed on the tabs' word for now), refused.
+    confirmation: Confirmation | None = None
 
 
 class MediaView(_Outbound):

@@ -70,6 +70,8 @@ export const ErrorCode = Object.freeze({
   NOT_OWNER: 'not_owner',
   STALE_EPOCH: 'stale_epoch',
   UNKNOWN_CONTACT: 'unknown_contact',
+  CONTACT_NOT_IN_CONNECT: 'contact_not_in_connect',
+  CONTACT_NOT_YOURS: 'contact_not_yours',
   OUT_OF_ORDER: 'out_of_order',
   UNAVAILABLE: 'unavailable',
   INTERNAL: 'internal',

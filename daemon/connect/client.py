@@ -175,7 +175,8 @@ class ConnectClient:
             ),
         )
         contact = _contact(reply["Contact"])
-        self._contacts[contact_id] = contact
+        if contact.agent_user_id is not None:  # until Connect names its agent, ask again
+            self._contacts[contact_id] = contact
         return contact
 
     async def contact_attributes(self, initial_contact_id: str) -> dict[str, str]:

@@ -9,14 +9,17 @@ from aiohttp import web
 
 from daemon.config import Settings
 from daemon.connect.client import ConnectClient, Instance
+from daemon.connect.confirm import ContactConfirmer
 from daemon.connect.sandbox import (
     CONNECT_SANDBOX_KEY,
     DEFAULT_INSTANCE,
     ConnectSandbox,
     create_connect_app,
 )
+from daemon.server.hub import AgentHub
 from daemon.server.metrics import Metrics
 from daemon.store.base import Store
+from daemon.zendesk.client import ZendeskClient
 from daemon.zendesk.limiter import SharedRateLimiter
 
 log = structlog.get_logger("switchboard.connect")
@@ -86,3 +89,37 @@ async def _embedded_sandbox(metrics: Metrics) -> ConnectSide:
         await runner.cleanup()
 
     return ConnectSide(client, False, app[CONNECT_SANDBOX_KEY], close)
+
+
+def contact_confirmer(
+    s: Settings,
+    side: ConnectSide | None,
+    hub: AgentHub,
+    zendesk: ZendeskClient,
+    metrics: Metrics,
+) -> ContactConfirmer | None:
+    """The check of new contacts with Connect, where an instance is configured explicitly;
+    it learns agents' emails from Zendesk (`daemon.connect.confirm`)."""
+    if side is None or not side.confirm_contacts:
+        return None
+
+    async def agent_email(user_id: int) -> str | None:
+        user = await zendesk.get_user(user_id)
+        return user.email if user is not None else None
+
+    def count(outcome: str, attempt: str) -> None:
+        metrics.connect_confirmations.labels(outcome, attempt).inc()
+
+    log.info(
+        "connect_confirms_contacts",
+        wait_seconds=s.connect_confirm_wait_seconds,
+        mapped_users=len(s.connect_agent_map),
+    )
+    return ContactConfirmer(
+        side.client,
+        hub,
+        agent_email,
+        agent_map=s.connect_agent_map,
+        wait_seconds=s.connect_confirm_wait_seconds,
+        count=count,
+    )

@@ -17,11 +17,22 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from daemon.core.confirmation import (
+    CONFIRMED,
+    REFUSED,
+    UNCONFIRMED,
+    ConnectAnswer,
+    ConnectFacts,
+    ConnectUnavailable,
+    confirmed_fields,
+    refusal,
+)
 from daemon.core.effects import Outcome, Publish, Refusal, TabAssignment, WakeWorkflow
 from daemon.core.events import (
     AgentEvent,
     ChatReported,
     CommandIssued,
+    ConnectAnswered,
     ContactReported,
     Context,
     MediaReported,
@@ -360,34 +371,58 @@ class _Change:
             self.refuse(ErrorCode.HELLO_REQUIRED, f"tab {tab_id} is not registered: say hello")
         return tab
 
-    def report(self, tab_id: str, event: str, snap: ContactSnapshot) -> None:
-        tab = self.tab(tab_id)
+    def report(self, event: ContactReported) -> None:
+        tab = self.tab(event.tab_id)
         if tab is None:
             return
         if tab.role != "embedded":
             self.refuse(ErrorCode.WRONG_ROLE, "only embedded tabs report contacts")
             return
+        snap, answer = event.report.contact, event.answer
         if snap.contact_id in self.forgotten:
             return  # a late repeat of a contact already finished and pruned
-        contact = self.contacts.get(snap.contact_id)
-        if contact is None:
+        held = self.contacts.get(snap.contact_id)
+        if held is None:
+            refused = (
+                refusal(answer, snap.contact_id, monitoring=snap.monitoring)
+                if answer is not None
+                else None
+            )
+            if refused is not None:
+                self.refuse(*refused)  # Connect's word: nothing of it is kept, nobody elected
+                return
             if len(self.open_ids) >= self.rules.max_open_contacts:
                 self.refuse(
                     ErrorCode.TOO_MANY_CONTACTS,
                     f"at most {self.rules.max_open_contacts} open contacts per agent",
                 )
                 return
-            contact = self.create(tab, event, snap)
-        merged = self.merge(contact, event, snap)
+            contact = self.create(tab, event.report.event, snap, answer)
+        elif answer is not None:
+            # Another tab's report made it first, unconfirmed; this one brings Connect's word.
+            contact = self.settle(held, answer)
+        else:
+            contact = held
+        merged = self.merge(contact, event.report.event, snap)
         if self.refusal is not None:
             return
         if merged.owner_tab is None and merged.state != "destroyed" and self.live(tab):
             merged = merged.evolve(owner_tab=tab.tab_id, epoch=merged.epoch + 1)
-        if merged is not contact or snap.contact_id not in self.contacts:
+        if merged is not held:
             self.put(merged)
 
-    def create(self, tab: Tab, event: str, snap: ContactSnapshot) -> Contact:
+    def create(
+        self, tab: Tab, event: str, snap: ContactSnapshot, answer: ConnectAnswer | None
+    ) -> Contact:
+        """A new contact from the tab's report, and from Connect's facts where it gave them
+        (they win: `merge` then leaves a confirmed contact's attributes alone)."""
         reported = {name: getattr(snap, name) for name in REPORTED_FIELDS + FILLED_FIELDS}
+        if isinstance(answer, ConnectFacts):
+            reported |= confirmed_fields(
+                answer, monitoring=snap.monitoring, max_attributes=self.rules.max_attributes
+            )
+        elif answer is not None:
+            reported["confirmation"] = UNCONFIRMED
         contact = Contact.new(
             contact_id=snap.contact_id,
             state=event,
@@ -427,7 +462,8 @@ class _Change:
         if updates.get("state", contact.state) in FINISHED_EVENTS and contact.finished_at is None:
             updates["finished_at"] = now
         attributes = contact.attributes
-        new_attributes = {k: v for k, v in snap.attributes.items() if attributes.get(k) != v}
+        reported = snap.attributes if contact.confirmation != CONFIRMED else {}
+        new_attributes = {k: v for k, v in reported.items() if attributes.get(k) != v}
         if new_attributes:
             added = sum(1 for k in new_attributes if k not in attributes)
             if len(attributes) + added > self.rules.max_attributes:
@@ -450,6 +486,34 @@ class _Change:
         if not updates:
             return contact
         return contact.evolve(active_at=now, **updates)
+
+    def settle(self, contact: Contact, answer: ConnectAnswer) -> Contact:
+        """A contact held unconfirmed, once Connect answered: confirmed, with Connect's facts
+        in place of the tabs', or refused: its Zendesk work stops and the owner is told."""
+        if contact.confirmation != UNCONFIRMED or isinstance(answer, ConnectUnavailable):
+            return contact
+        refused = refusal(answer, contact.contact_id, monitoring=contact.monitoring)
+        if refused is not None:
+            code, text = refused
+            self.notify_owner(
+                contact, "urgent", code.value, f"{text}: Switchboard does no Zendesk work for it."
+            )
+            return contact.evolve(
+                confirmation=REFUSED, refused=code.value, warnings=(*contact.warnings, text)
+            )
+        assert isinstance(answer, ConnectFacts)
+        fields = confirmed_fields(
+            answer, monitoring=contact.monitoring, max_attributes=self.rules.max_attributes
+        )
+        fields["warnings"] = contact.warnings + fields.get("warnings", ())
+        return contact.evolve(**fields)
+
+    def answered(self, event: ConnectAnswered) -> None:
+        contact = self.contacts.get(event.contact_id)
+        if contact is not None:
+            settled = self.settle(contact, event.answer)
+            if settled is not contact:
+                self.put(settled)
 
     def chat(self, event: ChatReported) -> None:
         msg = event.message
@@ -680,7 +744,7 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
         case TabClosed():
             change.close_tab(event)
         case ContactReported():
-            change.report(event.tab_id, event.report.event, event.report.contact)
+            change.report(event)
         case ChatReported():
             change.chat(event)
         case CommandIssued():
@@ -689,6 +753,8 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
             change.media_status(event)
         case WorkflowReported():
             change.workflow(event)
+        case ConnectAnswered():
+            change.answered(event)
         case Tick():
             pass
     if change.refusal is None and change.writes != before:

@@ -7,6 +7,7 @@ stays deterministic and a simulator can replay any run.
 
 from dataclasses import dataclass, field
 
+from daemon.core.confirmation import ConnectAnswer
 from protocol.messages import (
     AssignmentMode,
     ChatMessage,
@@ -76,6 +77,17 @@ class TabClosed:
 class ContactReported:
     tab_id: str
     report: ContactEvent
+    # Amazon Connect's answer about a contact the agent's state did not hold yet; None where
+    # no instance is configured, or the contact was already held (`daemon.core.confirmation`).
+    answer: ConnectAnswer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectAnswered:
+    """Amazon Connect answered, later, about a contact held unconfirmed."""
+
+    contact_id: str
+    answer: ConnectAnswer
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,4 +153,5 @@ AgentEvent = (
     | MediaReported
     | Tick
     | WorkflowReported
+    | ConnectAnswered
 )

@@ -24,6 +24,7 @@ import msgpack
 from protocol.messages import (
     AssignmentMode,
     ClickToDial,
+    Confirmation,
     ContactEventName,
     ContactType,
     Direction,
@@ -146,6 +147,9 @@ class Contact:
     user_id: int | None = field(default=None, metadata=_role(view=True))
     recording_paused: bool = field(default=False, metadata=_role(view=True))
     refused: str | None = None  # e.g. "second_chat": the workflow leaves it alone
+    # Amazon Connect's word on it (`daemon.core.confirmation`): None where no instance is
+    # configured; confirmed, unconfirmed (believed on the tabs' word for now), refused.
+    confirmation: Confirmation | None = field(default=None, metadata=_role(view=True))
     warnings: tuple[str, ...] = field(default=(), metadata=_role(view=True))
     # Where the contact's Zendesk work stands, as the workflow runner last reported it (a
     # contact that never gets any is `none` from the start); the reason of a `failed` one.

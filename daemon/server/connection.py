@@ -634,6 +634,9 @@ class TabConnection:
         ref = _ref(message)
         try:
             event = self._event_for(message)
+            check = self.hub.report_check
+            if check is not None and isinstance(event, ContactReported):
+                event = await check.check(agent, self.identity, event)
             outcome = await self.hub.apply(agent, event)
             if outcome.refusal is not None and outcome.refusal.code == ErrorCode.HELLO_REQUIRED:
                 # The store lost this tab (e.g. Redis restarted empty): register it again.

@@ -45,6 +45,7 @@ from daemon.core.events import (
     Tick,
 )
 from daemon.core.state import AgentState
+from daemon.server.auth import AgentIdentity
 from daemon.server.metrics import Metrics
 from daemon.store.base import (
     Envelope,
@@ -104,6 +105,14 @@ class Sink(Protocol):
 
 
 WakeCallback = Callable[[str, str], None]
+
+
+class ReportCheck(Protocol):
+    """Looks at a tab's contact report before it is applied (`daemon.connect.confirm`)."""
+
+    async def check(
+        self, agent: str, identity: AgentIdentity, event: ContactReported
+    ) -> ContactReported: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +185,8 @@ class AgentHub:
         self._live_here = self._live_nodes  # the live set, always with this node in it
         self._live_at: float | None = None  # when the live set was last taken (clock time)
         self.on_wake: WakeCallback | None = None
+        # Contacts confirmed by Amazon Connect, where an instance is configured.
+        self.report_check: ReportCheck | None = None
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, _AgentLock] = {}
         self._sinks: dict[str, set[Sink]] = {}

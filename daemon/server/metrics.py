@@ -230,6 +230,14 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.connect_confirmations = Counter(
+            "switchboard_connect_confirmations_total",
+            "New contacts checked with Amazon Connect, by outcome (confirmed, "
+            "contact_not_in_connect, contact_not_yours, unconfirmed: Connect could not say, the "
+            "tab was believed for now) and attempt (first: on the first report; retry: later)",
+            ["outcome", "attempt"],
+            registry=r,
+        )
         self.bound_refusals = Counter(
             "switchboard_bound_refusals_total", "Events refused by a bound", ["bound"], registry=r
         )

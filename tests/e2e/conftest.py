@@ -21,6 +21,12 @@ from aiohttp.test_utils import TestServer
 
 from clients.python.tab import TabClient
 from daemon.app import Daemon
+from daemon.connect.sandbox import (
+    CONNECT_SANDBOX_KEY,
+    DEFAULT_INSTANCE,
+    ConnectSandbox,
+    create_connect_app,
+)
 from daemon.core.state import AgentState
 from daemon.core.workflow import Identity, Scope
 from daemon.sandbox import SANDBOX_KEY, Sandbox, SandboxConfig, create_app
@@ -43,6 +49,9 @@ FAST: dict[str, Any] = {
     "workflow_landing_seconds": 2.0,
 }
 TIMEOUT = 15.0  # generous: `eventually` returns as soon as the condition holds
+CONNECT_ARN = f"arn:aws:connect:eu-west-2:111122223333:instance/{DEFAULT_INSTANCE}"
+#: The rig agent's Amazon Connect user (its email is the agent's Zendesk email).
+CONNECT_USER = "u-erin"
 
 
 def voice(cli: str | None = CLI, **extra: Any) -> dict[str, Any]:
@@ -281,3 +290,34 @@ async def rig(sandbox_server: TestServer) -> AsyncIterator[Rig]:
         await tab.close()
     for daemon in r.daemons:
         await daemon.stop()
+
+
+@pytest.fixture
+async def connect(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestServer]:
+    """An Amazon Connect sandbox over HTTP that knows the rig agent's Connect user; the AWS
+    SDK's standard credential chain finds keys in the environment (and never reaches for
+    instance metadata). At teardown all its traffic must have matched botocore's model."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-for-the-sandbox")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    server = TestServer(create_connect_app(), host="127.0.0.1")
+    await server.start_server()
+    connect_sandbox(server).users[CONNECT_USER] = {
+        "username": "erin",
+        "email": "Erin@Agents.Example",  # emails match case aside
+    }
+    yield server
+    assert connect_sandbox(server).problems == []
+    await server.close()
+
+
+def connect_sandbox(server: TestServer) -> ConnectSandbox:
+    return server.app[CONNECT_SANDBOX_KEY]
+
+
+def with_connect(server: TestServer) -> dict[str, Any]:
+    """Daemon settings for an Amazon Connect instance served by the sandbox."""
+    return {
+        "connect_instance_arn": CONNECT_ARN,
+        "connect_endpoint_url": str(server.make_url("")).rstrip("/"),
+    }

@@ -5,56 +5,48 @@ shows what Connect confirmed, and the ticket says so.
 Daemon, real tabs over WebSockets, the Zendesk sandbox and the Connect sandbox over HTTP.
 """
 
-from collections.abc import AsyncIterator
+from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestServer
 
 from clients.python.tab import TabClient
-from daemon.connect.sandbox import (
-    CONNECT_SANDBOX_KEY,
-    DEFAULT_INSTANCE,
-    ConnectSandbox,
-    Fault,
-    SandboxContact,
-    create_connect_app,
+from daemon.connect.sandbox import Fault, SandboxContact
+from tests.e2e.conftest import (
+    CONNECT_USER,
+    Rig,
+    comments,
+    connect_sandbox,
+    errors,
+    notices,
+    report_all,
+    settle,
+    until,
+    voice,
+    with_connect,
 )
-from tests.e2e.conftest import Rig, comments, errors, notices, report_all, settle, until, voice
 
-ARN = f"arn:aws:connect:eu-west-2:111122223333:instance/{DEFAULT_INSTANCE}"
 CALL = voice(attributes={"pause_recording": "true"})
 CONFIRMED = "(confirmed by Amazon Connect)"
 
 
-@pytest.fixture
-async def connect(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestServer]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-for-the-sandbox")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    server = TestServer(create_connect_app(), host="127.0.0.1")
-    await server.start_server()
-    server.app[CONNECT_SANDBOX_KEY].contacts["c-1"] = SandboxContact("c-1")
-    yield server
-    assert server.app[CONNECT_SANDBOX_KEY].problems == []  # all traffic matched botocore's model
-    await server.close()
-
-
-def sandbox(server: TestServer) -> ConnectSandbox:
-    return server.app[CONNECT_SANDBOX_KEY]
+def recording_calls(server: TestServer) -> list[dict[str, Any]]:
+    """Calls that reach the recording (the contact's confirmation describes it first)."""
+    return [c for c in connect_sandbox(server).calls if "ContactRecording" in c["operation"]]
 
 
 def transitions(server: TestServer) -> list[str]:
-    return [kind for kind, _ in sandbox(server).contacts["c-1"].transitions]
+    return [kind for kind, _ in connect_sandbox(server).contacts["c-1"].transitions]
 
 
 async def call_with_recording_control(
     rig: Rig, server: TestServer, grace_seconds: float = 5.0
 ) -> list[TabClient]:
-    await rig.start(
-        connect_instance_arn=ARN,
-        connect_endpoint_url=str(server.make_url("")).rstrip("/"),
-        grace_seconds=grace_seconds,
+    # Contacts are confirmed (an instance is configured): Connect knows the call, routed
+    # to the rig's agent, with the flow's attributes.
+    connect_sandbox(server).contacts["c-1"] = SandboxContact(
+        "c-1", agent_user_id=CONNECT_USER, attributes=CALL["attributes"]
     )
+    await rig.start(**with_connect(server), grace_seconds=grace_seconds)
     tabs = [await rig.tab() for _ in range(2)]
     await report_all(tabs, "incoming", "c-1", CALL)
     await until(lambda: all("c-1" in t.contacts for t in tabs))
@@ -72,10 +64,10 @@ async def test_pause_and_resume_reach_connect_once_each_in_order(
     await observer.command("pause_recording", "c-1")  # an observer's never reaches Connect
     await until(lambda: len(errors(observer, "not_owner")) == 1)
     await settle(0.5)
-    assert sandbox(connect).calls == []
+    assert recording_calls(connect) == []
 
     # The first reply is lost: the SDK asks again, Connect applies it once.
-    sandbox(connect).faults.append(Fault("SuspendContactRecording", lose_response=True))
+    connect_sandbox(connect).faults.append(Fault("SuspendContactRecording", lose_response=True))
     await owner.command("pause_recording", "c-1")
     await until(lambda: owner.contacts["c-1"].recording_paused)
     await until(lambda: observer.contacts["c-1"].recording_paused)
@@ -110,14 +102,16 @@ async def test_a_stale_owners_command_never_reaches_connect(rig: Rig, connect: T
     await back.command("pause_recording", "c-1", epoch=1)
     await until(lambda: len(errors(back, "stale_epoch")) == 1)
     await settle(0.5)
-    assert sandbox(connect).calls == [] and transitions(connect) == []
+    assert recording_calls(connect) == [] and transitions(connect) == []
 
 
 async def test_connect_refusing_reaches_the_agent_and_nothing_says_paused(
     rig: Rig, connect: TestServer
 ) -> None:
     owner, observer = await call_with_recording_control(rig, connect)
-    sandbox(connect).faults.append(Fault("SuspendContactRecording", error="AccessDeniedException"))
+    connect_sandbox(connect).faults.append(
+        Fault("SuspendContactRecording", error="AccessDeniedException")
+    )
     await owner.command("pause_recording", "c-1")
     await until(lambda: any(n.code == "recording_failed" for n in notices(owner, "c-1")))
     (notice,) = [n for n in notices(owner, "c-1") if n.code == "recording_failed"]
@@ -137,7 +131,7 @@ async def test_throttling_is_waited_out_and_then_the_pause_happens(
     rig: Rig, connect: TestServer
 ) -> None:
     owner, _ = await call_with_recording_control(rig, connect)
-    sandbox(connect).faults.append(
+    connect_sandbox(connect).faults.append(
         Fault("SuspendContactRecording", times=2, error="ThrottlingException")
     )
     await owner.command("pause_recording", "c-1")

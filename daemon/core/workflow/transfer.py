@@ -1,10 +1,17 @@
 """The trust rule for a transfer across agents. Pure: the runner brings the facts.
 
 A transferred contact names its initial contact (`initial_contact_id`), and the workflow
-files the new leg on the initial contact's ticket. That id comes from a tab, so, left
-unchecked, any tab could name any contact it has heard of and get its calls written into
-another agent's ticket. Until Amazon Connect itself confirms transfers (a later issue), a
-named initial contact is followed only when all of these hold:
+files the new leg on the initial contact's ticket. Where an Amazon Connect instance is
+configured, a confirmed contact's initial contact is Connect's own (`InitialContactId`, else
+`PreviousContactId`; `daemon.core.confirmation`): the link is followed as Connect gave it,
+and a link a tab named that Connect does not give is never seen here (a contact Connect says
+is no transfer has none). One exception: the first reporter's own record of the initial
+contact was refused by Connect (a forged report, believed during an outage, then refused).
+
+Otherwise (no instance, or Connect could not be asked yet: the contact is `unconfirmed`) the
+id comes from a tab, so, left unchecked, any tab could name any contact it has heard of and
+get its calls written into another agent's ticket. Such a named initial contact is followed
+only when all of these hold:
 
 1. Some agent of the same Zendesk account reported it (every contact with a workflow leaves
    a *sighting* — agent and time — in the store, keyed by account and contact id).
@@ -24,6 +31,7 @@ first agent's ticket and contact, and the details note on the ticket names them 
 from collections.abc import Mapping
 from typing import Any
 
+from daemon.core.confirmation import CONFIRMED, REFUSED
 from daemon.core.state import Contact
 
 #: How long after the first leg ended a transfer may still name it.
@@ -47,6 +55,10 @@ def refusal(
     initial: Contact | None, contact: Contact, window: float = TRANSFER_WINDOW_SECONDS
 ) -> str | None:
     """Why `contact` may not follow `initial` (the first reporter's record), or None."""
+    if contact.confirmation == CONFIRMED:
+        if initial is not None and initial.confirmation == REFUSED:
+            return "Amazon Connect refused the first agent's report of the initial contact"
+        return None  # Connect itself named the initial contact
     if initial is None:
         return "the initial contact is not known (any more) to the agent who had it"
     if initial.monitoring:
