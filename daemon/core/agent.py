@@ -496,10 +496,15 @@ class _Change:
         if refused is not None:
             code, text = refused
             self.notify_owner(
-                contact, "urgent", code.value, f"{text}: Switchboard does no Zendesk work for it."
+                contact, "error", code.value, f"{text}: Switchboard does no Zendesk work for it."
             )
+            # The work it got while believed stops here, which an operator must look at.
             return contact.evolve(
-                confirmation=REFUSED, refused=code.value, warnings=(*contact.warnings, text)
+                confirmation=REFUSED,
+                refused=code.value,
+                warnings=(*contact.warnings, text),
+                workflow="failed",
+                workflow_reason=code.value,
             )
         assert isinstance(answer, ConnectFacts)
         fields = confirmed_fields(

@@ -111,8 +111,9 @@ def test_unconfirmed_then_refused_stops_its_zendesk_work_and_tells_the_owner() -
     c = h.state.contacts["c1"]
     assert c.confirmation == "refused" and c.refused == "contact_not_in_connect"
     assert not c.has_workflow and wakes(out) == []
+    assert (c.workflow, c.workflow_reason) == ("failed", "contact_not_in_connect")
     (notice,) = of_type(out, Notify)
-    assert notice.to_tab == tab and notice.message.level == "urgent"
+    assert notice.to_tab == tab and notice.message.level == "error"
     assert notice.message.code == "contact_not_in_connect"
 
 

@@ -311,6 +311,10 @@ class _Planner:
     def started(self) -> bool:
         """Rules 1-3: whether the contact gets a workflow and it has begun (else `wait`)."""
         c = self.c
+        if c.confirmation == "refused" and c.refused is not None:
+            # Refused by Amazon Connect after it was believed (Connect could not say at
+            # first): the work it got meanwhile stops, which an operator must look at.
+            self.failures.append(c.refused)
         if c.refused is not None or c.monitoring or c.type in ("task", "email"):
             self.applies = False
             return False
