@@ -136,6 +136,7 @@ class Daemon:
                     self.secret,
                     lambda: self.ws_port,
                     self.zendesk.app_settings,
+                    self.store,
                 ),
                 access_log=None,
             )

@@ -277,8 +277,9 @@ export class StreamsAdapter {
   }
 
   /**
-   * The next outbound contact was started from a Zendesk user or ticket (click to dial).
-   * @param {{kind: 'user'|'ticket', id: number}} target
+   * The next outbound contact was started from a Zendesk user or ticket (click to dial); null:
+   * it was not (a dial from nowhere in particular, or one Connect refused).
+   * @param {{kind: 'user'|'ticket', id: number}|null} target
    */
   expectOutbound(target) {
     this._clickToDial = target;

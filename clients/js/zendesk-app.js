@@ -9,6 +9,12 @@
  * failures at the `error` level, shown as ZAF errors) and each invalid-attribute warning of a
  * contact the tab owns.
  *
+ * Click-to-dial (Zendesk Talk Partner Edition): Zendesk fires `voice.dialout` with
+ * `{number, userId?, ticketId?}` when the agent clicks a phone number on a user or ticket. The
+ * page dials it through Streams (`agent.connect`, the routing profile's outbound queue) and tells
+ * the adapter that the next outbound contact belongs to that ticket, else that user; a dial
+ * Connect refuses is shown as a Zendesk error and leaves no expectation behind.
+ *
  * What the agent has open in Zendesk comes from the app's sidebar instances (`startSidebar`, in
  * the ticket and user sidebars): each tells the top-bar instance `switchboard.viewing` when it is
  * shown, so `attachToCurrent` and `createTicket` act on the ticket or user on screen.
@@ -148,6 +154,26 @@ function positive(v) {
 }
 
 /**
+ * A number as Connect dials it (E.164): Zendesk hands a number as the profile shows it, so the
+ * spaces, dots, brackets and dashes people type are dropped and a `00` international prefix
+ * becomes `+`.
+ * @param {string} number
+ */
+export function dialableNumber(number) {
+  return String(number).replace(/[\s.()-]/g, '').replace(/^00/, '+');
+}
+
+/** Why Streams says a request failed (an Error, or Connect's JSON error text). @param {any} err */
+function failureText(err) {
+  if (err instanceof Error) return err.message;
+  try {
+    return JSON.parse(err).message || String(err);
+  } catch {
+    return String(err);
+  }
+}
+
+/**
  * The one unfinished contact this tab owns, if there is exactly one.
  * @param {SwitchboardClient} client
  * @returns {string|null}
@@ -241,16 +267,25 @@ export function startApp(config, env = {}) {
       viewing.ticketId = positive(v && v.ticketId);
       viewing.userId = positive(v && v.userId);
     });
-    // Zendesk Talk Partner Edition click-to-dial: dial through Streams and tell the adapter
-    // which Zendesk record the next outbound call belongs to.
-    zaf.on('voice.dialout', (/** @type {any} */ e) => {
-      const number = e && (e.number || e.phoneNumber);
-      if (!number) return;
-      const target = e.ticketId ? { kind: 'ticket', id: Number(e.ticketId) } : e.userId ? { kind: 'user', id: Number(e.userId) } : null;
-      if (target) adapter.expectOutbound(target);
-      connect.agent((/** @type {any} */ agent) => agent.connect(connect.Endpoint.byPhoneNumber(String(number)), {}));
-    });
+    zaf.on('voice.dialout', (/** @type {any} */ e) => dialOut(e || {}));
   }
+  /** Click-to-dial (see the module docs). @param {{number?: string, userId?: any, ticketId?: any}} e */
+  const dialOut = (e) => {
+    const refuse = (/** @type {string} */ text) => host.notify({ level: 'error', code: 'dial_out', text });
+    const number = e.number ? dialableNumber(e.number) : '';
+    if (!number) return refuse("Zendesk gave no number to call: dial it on the CCP's number pad.");
+    if (!adapter.agent) return refuse('The CCP is not signed in to Amazon Connect yet: sign in, then call again.');
+    const ticketId = positive(e.ticketId);
+    const userId = positive(e.userId);
+    adapter.expectOutbound(ticketId ? { kind: 'ticket', id: ticketId } : userId ? { kind: 'user', id: userId } : null);
+    adapter.agent.connect(connect.Endpoint.byPhoneNumber(number), {
+      failure: (/** @type {any} */ err) => {
+        adapter.expectOutbound(null);
+        refuse(`Amazon Connect could not call ${number}: ${failureText(err)}`);
+      },
+    });
+    return undefined;
+  };
   /** Open the media CCP page in its own window with a one-time link. */
   const openMedia = async () => {
     const response = await fetch(config.mediaLinkUrl, {
@@ -282,7 +317,7 @@ export function startApp(config, env = {}) {
   const createTicket = (/** @type {string|undefined} */ contactId) => onScreen('create_ticket', contactId);
   tokens.start();
   client.start();
-  return { client, host, adapter, gate, tokens, zaf, connect, openMedia, viewing, attachToCurrent, createTicket };
+  return { client, host, adapter, gate, tokens, zaf, connect, openMedia, viewing, attachToCurrent, createTicket, dialOut };
 }
 
 /**

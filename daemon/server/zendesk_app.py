@@ -19,8 +19,9 @@ with SWITCHBOARD_SECRET, as `daemon.server.auth` mints for the WebSocket) whose 
 records the login; `POST /zendesk/token` exchanges a still-valid tab token for a fresh one until
 `app_session_max_seconds` after the login, so a tab lives all day without a new login and a
 stolen token dies with its short lifetime. The media CCP page is reached with a one-time link the
-embedded page asks for (`POST /zendesk/media-link`): a 60-second signed code that this node
-accepts once.
+embedded page asks for (`POST /zendesk/media-link`): a 60-second signed code that all nodes
+together accept once (the store's `SingleUse`, so any node behind a balancer may serve it), and
+that an agent may ask for a few times a minute (the store's shared `RateLimiter`).
 
 These routes are public (agents' browsers, framed by Zendesk), unlike the ops port. Every page
 is `no-store`, sends no referrer, and may be framed only by the configured Zendesk account.
@@ -28,11 +29,12 @@ is `no-store`, sends no referrer, and may be framed only by the configured Zende
 
 import html
 import json
+import math
 import secrets
 import time
 import zipfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +47,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from daemon.config import Settings
 from daemon.core.settings import AppSettings
 from daemon.server.auth import TokenRefused, mint_token, verify_token
+from daemon.store.base import RateLimiter, SingleUse, Store, StoreUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "clients" / "js"
@@ -57,7 +60,7 @@ CLIENT_MODULES = frozenset(
 LEEWAY_SECONDS = 30
 MEDIA_LINK_SECONDS = 60
 MEDIA_PURPOSE = "switchboard.media-link"
-MAX_OPEN_LINKS = 10_000  # redeemed links remembered until they expire
+MEDIA_LINKS_PER_MINUTE, MEDIA_LINKS_BURST = 6, 5  # per agent, across nodes
 
 
 class LoginRefused(Exception):
@@ -142,14 +145,32 @@ def _user_id(account: AppAccount, subject: Any) -> int:
     return int(text)
 
 
-@dataclass
+class LinkRefused(Exception):
+    """No media CCP link now; `status` is the HTTP status that says why."""
+
+    def __init__(self, reason: str, status: int) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
 class MediaLinks:
-    """One-time codes for the media CCP page: signed, short-lived, accepted once per node."""
+    """One-time codes for the media CCP page: signed, short-lived, a few per agent a minute,
+    and accepted once by all the nodes that share the store."""
 
     secret: str
-    used: dict[str, float] = field(default_factory=dict)  # jti -> expiry
+    used: SingleUse
+    limit: RateLimiter
 
-    def issue(self, agent_id: str, started: int, zendesk_user_id: int | None) -> str:
+    async def issue(self, agent_id: str, started: int, zendesk_user_id: int | None) -> str:
+        try:
+            wait = await self.limit.rate_acquire(
+                f"media-link:{agent_id}", MEDIA_LINKS_PER_MINUTE, MEDIA_LINKS_BURST
+            )
+        except StoreUnavailable as e:
+            raise LinkRefused("Switchboard cannot make the link now: try again soon", 503) from e
+        if wait > 0:
+            raise LinkRefused(f"too many media CCP links: try again in {math.ceil(wait)} s", 429)
         now = int(time.time())
         claims = {
             "sub": agent_id,
@@ -161,7 +182,12 @@ class MediaLinks:
         }
         return jwt.encode(claims, self.secret, algorithm="HS256")
 
-    def redeem(self, code: str) -> dict[str, Any]:
+    async def redeem(self, code: str) -> dict[str, Any]:
+        """The code's claims if it is valid and no node has accepted it before.
+
+        It is remembered as used until it has expired on any node whose clock is up to
+        `LEEWAY_SECONDS` behind this one's, so it cannot be used again after being forgotten.
+        """
         try:
             claims: dict[str, Any] = jwt.decode(
                 code,
@@ -171,14 +197,16 @@ class MediaLinks:
                 options={"require": ["sub", "exp", "jti", "auth_time"]},
             )
         except jwt.InvalidTokenError as e:
-            raise LoginRefused(f"the media CCP link is not valid ({e})") from e
-        now = time.time()
-        self.used = {k: v for k, v in self.used.items() if v > now}
-        if len(self.used) >= MAX_OPEN_LINKS:  # a minute's worth: only a flood gets here
-            raise LoginRefused("too many media CCP links at once: try again in a minute")
-        if claims["jti"] in self.used:
-            raise LoginRefused("the media CCP link was already used: open it again from Zendesk")
-        self.used[claims["jti"]] = float(claims["exp"])
+            raise LinkRefused(f"the media CCP link is not valid ({e})", 401) from e
+        ttl = float(claims["exp"]) - time.time() + LEEWAY_SECONDS
+        try:
+            first = await self.used.use_once(f"media-link:{claims['jti']}", ttl)
+        except StoreUnavailable as e:
+            raise LinkRefused("Switchboard cannot check the link now: try again soon", 503) from e
+        if not first:
+            raise LinkRefused(
+                "the media CCP link was already used: open it again from Zendesk", 401
+            )
         return claims
 
 
@@ -244,10 +272,11 @@ def create_app_pages(
     secret: str,
     ws_port: Callable[[], int],
     app_settings: Callable[[], AppSettings],
+    store: Store,
 ) -> web.Application:
     """The public app: `POST /zendesk/app` (top bar), `POST /zendesk/sidebar` (ticket and user
     sidebars), `POST /zendesk/token`, `POST /zendesk/media-link`, `GET /zendesk/media`, and the
-    scripts those pages load."""
+    scripts those pages load. The store (shared by every node) keeps media links single-use."""
     account = AppAccount.from_settings(settings)
 
     def ws_url(request: web.Request) -> str:
@@ -261,7 +290,7 @@ def create_app_pages(
         account,
         secret,
         ws_url,
-        MediaLinks(secret),
+        MediaLinks(secret, used=store, limit=store),
         app_settings,
     )
     app = web.Application(middlewares=[_page_headers(account)])
@@ -320,15 +349,17 @@ def create_app_pages(
             agent, user, started = session_of(request)
         except LoginRefused as e:
             return web.json_response({"error": str(e)}, status=401)
-        return web.json_response(
-            {"url": f"/zendesk/media?code={pages.links.issue(agent, started, user)}"}
-        )
+        try:
+            code = await pages.links.issue(agent, started, user)
+        except LinkRefused as e:
+            return web.json_response({"error": str(e)}, status=e.status)
+        return web.json_response({"url": f"/zendesk/media?code={code}"})
 
     async def media(request: web.Request) -> web.Response:
         try:
-            claims = pages.links.redeem(request.query.get("code", ""))
-        except LoginRefused as e:
-            return render("refused.html", None, status=401, reason=str(e))
+            claims = await pages.links.redeem(request.query.get("code", ""))
+        except LinkRefused as e:
+            return render("refused.html", None, status=e.status, reason=str(e))
         user = claims.get("zd")
         user_id = user if isinstance(user, int) else None
         return render(

@@ -20,6 +20,7 @@ Roles:
 - `WorkflowIndex`: the set of contacts whose workflow is not finished.
 - `RateLimiter`: one shared request budget across nodes (GCRA).
 - `Membership`: node liveness.
+- `SingleUse`: keys that can be used once across all nodes (one-time links).
 
 Retention: everything of an agent (aggregate, stream, journals, fencing counters) expires after
 an idle period (24 h by default) in every implementation, as Redis keys with a TTL do. An agent
@@ -251,7 +252,23 @@ class Membership(abc.ABC):
     async def live_nodes(self) -> frozenset[str]: ...
 
 
-class Store(AgentLog, LeaseJournal, WorkflowIndex, RateLimiter, Membership):
+class SingleUse(abc.ABC):
+    """Keys that every node together accepts once: what makes a one-time link one-time when
+    any node behind a balancer may be the one that sees it used."""
+
+    @abc.abstractmethod
+    async def use_once(self, key: str, ttl: float) -> bool:
+        """Record `key` as used for `ttl` seconds if it is not recorded now: True if this call
+        recorded it, False if it was already used (by any node, less than `ttl` ago). Atomic:
+        of concurrent calls with one key, exactly one gets True.
+
+        After `ttl` the key is forgotten and may be used again, so callers choose keys that
+        cannot come back once their ttl is over (the id of a signed code that expires no later
+        than that). Keys are global, not an agent's: give them a prefix saying what they are.
+        """
+
+
+class Store(AgentLog, LeaseJournal, WorkflowIndex, RateLimiter, Membership, SingleUse):
     """Every role over one backing store, plus health and lifecycle."""
 
     @abc.abstractmethod

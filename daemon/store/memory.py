@@ -11,6 +11,7 @@ is amortised: records sit in least-recently-touched order and each touch pops th
 ones from the front, so memory follows the agents in use, not every agent ever seen.
 """
 
+import heapq
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -96,6 +97,8 @@ class MemoryStore(Store):
         self._workflows: set[tuple[str, str]] = set()
         self._tats: dict[str, float] = {}
         self._nodes: dict[str, float] = {}
+        self._used: dict[str, float] = {}  # key -> until
+        self._used_order: list[tuple[float, str]] = []  # heap of (until, key)
 
     # -- records and expiry ----------------------------------------------------------------
 
@@ -315,6 +318,18 @@ class MemoryStore(Store):
     async def live_nodes(self) -> frozenset[str]:
         now = self._clock()
         return frozenset(n for n, until in self._nodes.items() if until > now)
+
+    async def use_once(self, key: str, ttl: float) -> bool:
+        """Expired keys are dropped first (earliest expiry first, as Redis expires them), so
+        what is held is only what was used within its ttl."""
+        now = self._clock()
+        while self._used_order and self._used_order[0][0] <= now:
+            del self._used[heapq.heappop(self._used_order)[1]]
+        if key in self._used:
+            return False
+        self._used[key] = now + ttl
+        heapq.heappush(self._used_order, (now + ttl, key))
+        return True
 
     async def ping(self) -> None:
         return None

@@ -1,6 +1,8 @@
 // Amazon Connect's side for tests/browser/test_streams_app.py: agent snapshots enter the real
 // Streams library through its event bus, its API calls reach connect.core.client (this back
-// end). A state set with enqueueNextState during a contact is queued, as Connect does. A chat's
+// end). A state set with enqueueNextState during a contact is queued, as Connect does; a call the
+// agent places (`agent.connect`, CreateOutboundContact) becomes a connecting outbound contact,
+// and a number that is not E.164 is refused, as Connect refuses it. A chat's
 // media controller (Streams hands it over from amazon-connect-chatjs, which needs AWS) is a
 // session holding the transcript: `ccp.say(contactId, item)` is the customer typing.
 (() => {
@@ -65,9 +67,25 @@
     destroy() {},
   };
   function push() { connect.core.getEventBus().trigger(connect.AgentEvents.UPDATE, agentData()); }
+  let dialled = 0;
   connect.core.client = {
     call(method, params, callbacks) {
-      calls.push({ method, state: params && params.state ? params.state.name : null, enqueue: !!(params && params.enqueueNextState) });
+      calls.push({
+        method, state: params && params.state ? params.state.name : null, enqueue: !!(params && params.enqueueNextState),
+        endpoint: (params && params.endpoint) || null, queueARN: (params && params.queueARN) || null,
+      });
+      if (method === connect.ClientMethods.CREATE_OUTBOUND_CONTACT) {
+        const number = params.endpoint.phoneNumber;
+        if (!/^\+[1-9][0-9]{6,14}$/.test(number)) {
+          if (callbacks && callbacks.failure) callbacks.failure(JSON.stringify({ message: `Invalid phone number: ${number}` }), {});
+          return;
+        }
+        const id = `dialled-${++dialled}`;
+        contacts.set(id, { id, type: 'voice', direction: 'outbound', state: 'connecting', number });
+        push();
+        if (callbacks && callbacks.success) callbacks.success({ contactId: id });
+        return;
+      }
       if (method === connect.ClientMethods.PUT_AGENT_STATE) {
         const target = STATES.find((s) => s.name === params.state.name);
         if (contacts.size && params.enqueueNextState) {

@@ -298,6 +298,102 @@ def test_an_outbound_call_stays_outbound_through_its_removal(
     assert view is not None and view["direction"] == "outbound"
 
 
+def seed_customer(acc: ZendeskAccount, name: str, phone: str) -> int:
+    users = http_json(
+        "POST",
+        f"{acc.sandbox.url}/__sandbox/users",
+        {"users": [{"name": name, "phone": phone, "role": "end-user"}]},
+    )
+    return int(users["users"][0]["id"])
+
+
+def dial_requests(page: "Page") -> list[dict[str, Any]]:
+    """What the real Streams library asked Connect to dial (its CreateOutboundContact)."""
+    requests: list[dict[str, Any]] = page.evaluate(
+        "ccp.calls.filter(c => c.method === connect.ClientMethods.CREATE_OUTBOUND_CONTACT)"
+    )
+    return requests
+
+
+def test_click_to_dial_calls_the_user_through_streams_and_files_the_call_under_them(
+    context: "BrowserContext", account: ZendeskAccount
+) -> None:
+    page, _ = signed_in(context, account, "Ada Dialler")
+    customer = seed_customer(account, "Grace Customer", "+44 7700 900010")
+    users_before = len(account.sandbox.state()["users"])
+    # Zendesk (Talk Partner Edition): the agent clicked the phone number on the user's profile;
+    # Zendesk hands the number as the profile shows it
+    page.evaluate(
+        "([number, userId]) => zaf.fire('voice.dialout', { number, userId })",
+        ["+44 7700 900010", customer],
+    )
+    (dial,) = eventually(lambda: dial_requests(page), what="Streams asked to dial")
+    assert dial["endpoint"]["phoneNumber"] == "+447700900010", dial
+    assert dial["endpoint"]["type"] == "phone_number"
+    assert dial["queueARN"] == "arn:queue/out"  # the routing profile's outbound queue
+    # Connect placed the call: an outbound contact is connecting
+    eventually(lambda: contact_view(page, "dialled-1"), what="the outbound contact")
+    eventually(
+        lambda: {"target": "user", "id": customer} in zendesk_shown(page)["routes"],
+        what="the dialled user popped before the call connects",
+    )
+    call(page, "dialled-1", state="connected")
+    (ticket,) = eventually(lambda: account.tickets_for("dialled-1"), what="the call's ticket")
+    assert ticket["requester_id"] == customer
+    assert ticket["subject"] == "Outgoing call to Grace Customer", ticket
+    eventually(
+        lambda: {"target": "ticket", "id": ticket["id"]} in zendesk_shown(page)["routes"],
+        what="the ticket popped",
+    )
+    hang_up(page, "dialled-1")
+    workflow(page, "dialled-1", "done")
+    view = contact_view(page, "dialled-1")
+    assert view is not None and view["direction"] == "outbound"
+    assert view["ticket_id"] == ticket["id"] and view["user_id"] == customer, view
+    assert len(settle(lambda: account.tickets_for("dialled-1"))) == 1
+    assert len(account.sandbox.state()["users"]) == users_before  # no user made for the number
+    # the pop sequence of a click-to-dial call (protocol/README.md): the user before it
+    # connects, the ticket once connected, the ticket again at the end
+    assert zendesk_shown(page)["routes"] == [
+        {"target": "user", "id": customer},
+        {"target": "ticket", "id": ticket["id"]},
+        {"target": "ticket", "id": ticket["id"]},
+    ]
+
+
+def test_a_dial_connect_refuses_is_shown_and_the_next_call_is_not_filed_under_that_user(
+    context: "BrowserContext", account: ZendeskAccount
+) -> None:
+    page, _ = signed_in(context, account, "Ada Misdial")
+    customer = seed_customer(account, "Alan Customer", "07700 900011")
+    # a national number: Connect dials E.164 only, and refuses it
+    page.evaluate(
+        "([number, userId]) => zaf.fire('voice.dialout', { number, userId })",
+        ["07700 900011", customer],
+    )
+    notices = eventually(
+        lambda: [n for n in zendesk_shown(page)["notices"] if "could not call" in n["text"]],
+        what="the refusal shown",
+    )
+    assert notices[0]["kind"] == "error" and "07700900011" in notices[0]["text"], notices
+    # the agent then dials an unknown number on the CCP's pad: not the clicked user's call
+    call(page, "pad-1", type="voice", direction="outbound", state="connecting",
+         number="+447700900099")  # fmt: skip
+    call(page, "pad-1", state="connected")
+    hang_up(page, "pad-1")
+    workflow(page, "pad-1", "done")
+    assert settle(lambda: account.tickets_for("pad-1")) == []  # outbound, unknown: no ticket
+    view = contact_view(page, "pad-1")
+    assert view is not None and view.get("user_id") is None, view
+    # Zendesk gave no number at all
+    page.evaluate("() => zaf.fire('voice.dialout', { userId: 1 })")
+    eventually(
+        lambda: any("no number" in n["text"] for n in zendesk_shown(page)["notices"]),
+        what="the agent told to use the number pad",
+    )
+    assert len(dial_requests(page)) == 1  # only the refused one reached Connect
+
+
 def test_an_email_is_an_email_and_gets_no_call_ticket(
     context: "BrowserContext", account: ZendeskAccount
 ) -> None:

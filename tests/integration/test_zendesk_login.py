@@ -20,7 +20,8 @@ from clients.python.tab import TabClient
 from daemon.app import Daemon
 from daemon.config import Settings
 from daemon.server.auth import mint_token, verify_token
-from tests.daemons import SECRET, running, ws_url
+from tests.daemons import SECRET, running, sandbox_server, ws_url
+from tests.redis_servers import RedisServer
 from tests.zaf import INSTALLATION_ID, claims, key_pair, unsafe_token, zaf_token
 
 USER = 4242
@@ -191,6 +192,45 @@ async def test_the_media_page_link_works_once(daemon: Daemon) -> None:
             assert bad.status == 401
     config = page_config(media_page)
     assert verify_token(SECRET, config["token"]).agent_id == f"zendesk-{USER}"
+
+
+async def test_a_media_link_used_on_one_node_is_refused_by_another() -> None:
+    """Two daemons behind a balancer share a Redis: "once" holds across them."""
+    _, public = key_pair()
+    app = {
+        "zendesk_app_public_key": public,
+        "zendesk_app_installation_id": INSTALLATION_ID,
+        "app_port": 0,
+    }
+    with RedisServer.start() as redis:
+        async with (
+            sandbox_server() as zendesk,
+            running(redis_url=redis.url, zendesk_url=zendesk, node_id="a", **app) as a,
+            running(redis_url=redis.url, zendesk_url=zendesk, node_id="b", **app) as b,
+        ):
+            _, page, _ = await login(a, zaf_token(zendesk, USER))
+            token = page_config(page)["token"]
+            links = [(await post(node, "/zendesk/media-link", token))[1]["url"] for node in (a, b)]
+            async with aiohttp.ClientSession() as http:
+                async with http.get(app_url(a, links[0])) as first:
+                    assert first.status == 200
+                async with http.get(app_url(b, links[0])) as again:
+                    assert again.status == 401
+                    assert "already used" in await again.text()
+                # a link issued by B, used first on A, is refused by B
+                async with http.get(app_url(a, links[1])) as first:
+                    assert first.status == 200
+                async with http.get(app_url(b, links[1])) as again:
+                    assert again.status == 401
+
+
+async def test_an_agent_gets_a_few_media_links_a_minute(daemon: Daemon) -> None:
+    _, page, _ = await login(daemon, zaf_token(account(daemon), USER))
+    token = page_config(page)["token"]
+    statuses = [(await post(daemon, "/zendesk/media-link", token))[0] for _ in range(12)]
+    assert statuses[:6] == [200] * 6  # a burst, then one per 10 s
+    status, body = await post(daemon, "/zendesk/media-link", token)
+    assert status == 429 and "try again" in body["error"]
 
 
 async def test_the_page_serves_the_client_modules_but_nothing_else_of_that_directory(

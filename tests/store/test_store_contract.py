@@ -358,6 +358,23 @@ async def test_heartbeat_and_live_nodes(backend: Backend) -> None:
     assert await two.live_nodes() == {"node-1", "node-2"}
 
 
+async def test_a_key_is_used_once_across_nodes_until_its_ttl_is_over(backend: Backend) -> None:
+    one, two = backend.store(), backend.store()
+    assert await one.use_once("link:a", 1.5) is True
+    assert await two.use_once("link:a", 30.0) is False  # another node: still used
+    assert await one.use_once("link:a", 30.0) is False  # nor does a refusal extend it
+    assert await two.use_once("link:b", 30.0) is True  # keys are independent
+    await asyncio.sleep(1.7)
+    assert await two.use_once("link:a", 30.0) is True  # forgotten after its ttl
+    assert await one.use_once("link:a", 30.0) is False
+    assert await one.use_once("link:b", 30.0) is False  # a longer ttl is still running
+
+    # Nodes racing for one key: exactly one wins.
+    stores = [backend.store() for _ in range(4)]
+    won = await asyncio.gather(*(s.use_once("link:race", 30.0) for s in stores * 5))
+    assert won.count(True) == 1
+
+
 async def test_ping(backend: Backend) -> None:
     await backend.store().ping()
 

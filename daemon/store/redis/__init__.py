@@ -1,12 +1,12 @@
 """The shared store: Redis (one server or a Redis Cluster) through redis-py's `redis.asyncio`.
 
 One class per role, one module each (`agent_log`, `leases`, `workflows`, `ratelimit`,
-`membership`; pub/sub in `pubsub`, every Lua script in `scripts`), composed here. Each module's
-docstring lists its keys. Every operation that `daemon.store.base` promises atomic is one round
-trip: a Lua script, registered once and called by SHA (redis-py's `AsyncScript` falls back to
-`SCRIPT LOAD` on `NOSCRIPT`, e.g. after a Redis restart), or a single command. Nothing is read
-in one round trip and written in a second, so a daemon that dies anywhere leaves no half-done
-operation behind.
+`membership`, `once`; pub/sub in `pubsub`, every Lua script in `scripts`), composed here. Each
+module's docstring lists its keys. Every operation that `daemon.store.base` promises atomic is
+one round trip: a Lua script, registered once and called by SHA (redis-py's `AsyncScript` falls
+back to `SCRIPT LOAD` on `NOSCRIPT`, e.g. after a Redis restart), or a single command. Nothing
+is read in one round trip and written in a second, so a daemon that dies anywhere leaves no
+half-done operation behind.
 
 The idle TTL (default 24 h) is refreshed on every write of an agent, so an agent nobody has
 touched for a day costs no memory.
@@ -48,6 +48,7 @@ from daemon.store.redis.common import (
 )
 from daemon.store.redis.leases import RedisLeaseJournal
 from daemon.store.redis.membership import RedisMembership
+from daemon.store.redis.once import RedisSingleUse
 from daemon.store.redis.pubsub import PubSubHub
 from daemon.store.redis.ratelimit import RedisRateLimiter
 from daemon.store.redis.workflows import RedisWorkflowIndex
@@ -71,6 +72,7 @@ class RedisStore(
     RedisWorkflowIndex,
     RedisRateLimiter,
     RedisMembership,
+    RedisSingleUse,
     base.Store,
 ):
     """The Store over Redis or Redis Cluster; see the role modules for the key layout."""
