@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     # waits for Connect before it is believed unconfirmed, and Connect usernames mapped to
     # Zendesk user ids where the Connect user's username/email is not the agent's email.
     connect_confirm_wait_seconds: float = Field(default=2.0, gt=0)
+    # New contacts one agent may have checked with Connect per minute (a burst of 10).
+    connect_checks_per_agent_per_minute: float = Field(default=20.0, gt=0)
     connect_agent_map: dict[str, int] = {}
 
     # Amazon Connect app settings (see the admin guide)

@@ -30,6 +30,12 @@ background, with backoff, until Connect answers (`ConnectAnswered`: confirmed or
 contact is no longer held unconfirmed. A report of a contact held unconfirmed restarts that
 retry on whichever node gets it, so a node that dies does not leave it unconfirmed for good.
 
+Each agent has its own budget of new contacts to check (`checks_per_minute`, a burst of
+`CHECK_BURST`): a tab reporting made-up contact ids would otherwise spend the centre's shared
+Connect quota, and every other agent's checks would time out to "unconfirmed". Over its budget
+a report is refused (`agent_rate_limited`), not believed; Streams reports a real contact again
+on its next state change. A working agent gets a few new contacts a minute.
+
 Calls to Connect are paced and cached by the client; here concurrent checks of one contact
 (every tab of the agent reports it at once) share one set of calls, and an answer other than
 "cannot say" is kept for `ANSWER_CACHE_SECONDS`, so a refused contact's further reports (its
@@ -55,15 +61,18 @@ from daemon.core.confirmation import (
     refusal,
 )
 from daemon.core.events import ConnectAnswered, ContactReported
+from daemon.core.ratelimit import TokenBucket
 from daemon.server.auth import AgentIdentity
 from daemon.server.hub import AgentHub
 from daemon.store.base import StoreUnavailable
 from daemon.zendesk.retry import ZendeskError
+from protocol.errors import ErrorCode, ProtocolError
 
 log = structlog.get_logger("switchboard.connect")
 
 ANSWER_CACHE_SECONDS = 60.0
 EMAIL_CACHE_SECONDS = 600.0
+CHECK_BURST = 10.0
 
 #: The email of a Zendesk user (by id), or None; raises ZendeskError when Zendesk cannot say.
 AgentEmail = Callable[[int], Awaitable[str | None]]
@@ -80,6 +89,7 @@ class ContactConfirmer:
         *,
         agent_map: Mapping[str, int] | None = None,
         wait_seconds: float = 2.0,
+        checks_per_minute: float = 20.0,
         count: Count | None = None,
         retry_base: float = 2.0,
         retry_cap: float = 60.0,
@@ -98,6 +108,11 @@ class ContactConfirmer:
         )
         self._emails: TTLCache[int, str | None] = TTLCache(10_000, EMAIL_CACHE_SECONDS)
         self._retrying: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.checks_per_minute = checks_per_minute
+        # Per agent, forgotten once full again (a bucket idle that long is full anyway).
+        self._budgets: TTLCache[str, TokenBucket] = TTLCache(
+            100_000, 60.0 * CHECK_BURST / checks_per_minute
+        )
 
     async def check(
         self, agent: str, identity: AgentIdentity, event: ContactReported
@@ -116,6 +131,7 @@ class ContactConfirmer:
         if answer is None:
             asking = self._asking.get(key)
             if asking is None:
+                self._spend_check(agent)
                 asking = asyncio.ensure_future(
                     self._first_answer(agent, identity, snap.contact_id, snap.monitoring)
                 )
@@ -123,6 +139,22 @@ class ContactConfirmer:
                 asking.add_done_callback(lambda _: self._asking.pop(key, None))
             answer = await asyncio.shield(asking)
         return replace(event, answer=answer)
+
+    def _spend_check(self, agent: str) -> None:
+        """Take one new-contact check from the agent's budget; ProtocolError when it is spent."""
+        now = time.monotonic()
+        budget = self._budgets.get(agent)
+        if budget is None:
+            budget = TokenBucket.full(self.checks_per_minute / 60.0, CHECK_BURST, now)
+        took = budget.take(now)
+        self._budgets[agent] = budget
+        if not took:
+            self.count("agent_rate_limited", "first")
+            raise ProtocolError(
+                ErrorCode.AGENT_RATE_LIMITED,
+                f"more than {self.checks_per_minute:g} new contacts a minute to check with "
+                "Amazon Connect: report it again later",
+            )
 
     async def _first_answer(
         self, agent: str, identity: AgentIdentity, contact_id: str, monitoring: bool

@@ -113,6 +113,7 @@ def contact_confirmer(
     log.info(
         "connect_confirms_contacts",
         wait_seconds=s.connect_confirm_wait_seconds,
+        checks_per_minute=s.connect_checks_per_agent_per_minute,
         mapped_users=len(s.connect_agent_map),
     )
     return ContactConfirmer(
@@ -121,5 +122,6 @@ def contact_confirmer(
         agent_email,
         agent_map=s.connect_agent_map,
         wait_seconds=s.connect_confirm_wait_seconds,
+        checks_per_minute=s.connect_checks_per_agent_per_minute,
         count=count,
     )

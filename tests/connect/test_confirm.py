@@ -9,15 +9,17 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from daemon.connect.client import ConnectClient, Instance
-from daemon.connect.confirm import ContactConfirmer
+from daemon.connect.confirm import CHECK_BURST, ContactConfirmer
 from daemon.connect.sandbox import ConnectSandbox, Fault, SandboxContact
 from daemon.core.confirmation import ConnectDenied, ConnectFacts, ConnectUnavailable
-from daemon.core.events import Rules
+from daemon.core.events import ContactReported, Rules
 from daemon.server.auth import AgentIdentity
 from daemon.server.hub import AgentHub
 from daemon.server.metrics import Metrics
 from daemon.store.memory import MemoryStore
 from daemon.zendesk.retry import ZendeskError
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import ContactEvent, ContactSnapshot
 from tests.connect.conftest import ARN
 
 ALICE = AgentIdentity("agent-alice", zendesk_user_id=11)
@@ -113,3 +115,32 @@ async def _mine(confirmer: ContactConfirmer, who: AgentIdentity, contact_id: str
     answer = await confirmer.ask(who, contact_id)
     assert isinstance(answer, ConnectFacts), answer
     return answer.agent_is_reporter
+
+
+async def test_an_agent_reporting_made_up_contacts_spends_only_its_own_budget(
+    confirmer: ContactConfirmer, sandbox: ConnectSandbox
+) -> None:
+    """An attacker's tab invents contact ids: Connect is asked for its burst only, then its
+    reports are refused with a typed error; repeats of an answered id cost nothing; another
+    agent's new contact is still checked."""
+    confirmer.checks_per_minute = 0.001  # no refill within the test
+
+    def reported(contact_id: str) -> ContactReported:
+        snapshot = ContactSnapshot(contact_id=contact_id, type="voice", direction="inbound")
+        return ContactReported("tab-1", ContactEvent(event="incoming", contact=snapshot))
+
+    for n in range(int(CHECK_BURST)):
+        checked = await confirmer.check("agent-alice", ALICE, reported(f"made-up-{n}"))
+        assert isinstance(checked.answer, ConnectDenied)
+    with pytest.raises(ProtocolError) as refused:
+        await confirmer.check("agent-alice", ALICE, reported("made-up-more"))
+    assert refused.value.code == ErrorCode.AGENT_RATE_LIMITED
+    again = await confirmer.check("agent-alice", ALICE, reported("made-up-0"))
+    assert isinstance(again.answer, ConnectDenied)  # answered before: from the cache
+    asked = [c["params"]["ContactId"] for c in sandbox.calls if c["operation"] == "DescribeContact"]
+    assert sorted(asked) == sorted(f"made-up-{n}" for n in range(int(CHECK_BURST)))
+
+    bob = AgentIdentity("agent-bob", zendesk_user_id=12)
+    sandbox.users["u-2"] = {"username": "bob", "email": "bob@acme.example"}
+    checked = await confirmer.check("agent-bob", bob, reported("c-2"))
+    assert isinstance(checked.answer, ConnectFacts) and checked.answer.agent_is_reporter
