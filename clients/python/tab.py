@@ -118,11 +118,14 @@ class TabClient:
                 self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
                 try:
                     await self._open()
-                    break
                 except (OSError, ConnectionClosed, TimeoutError):
                     continue
                 except Exception:  # handshake refused (e.g. 503): keep backing off
                     continue
+                if self._closing:  # `close` ran while this reconnect was opening
+                    await self._ws.close()
+                    return
+                break
 
     async def _take(self, message: ServerMessage) -> None:
         match message.type:
