@@ -275,8 +275,9 @@ def create_app_pages(
     store: Store,
 ) -> web.Application:
     """The public app: `POST /zendesk/app` (top bar), `POST /zendesk/sidebar` (ticket and user
-    sidebars), `POST /zendesk/background` (click-to-dial forwarder), `POST /zendesk/token`, `POST /zendesk/media-link`, `GET /zendesk/media`, and the
-    scripts those pages load. The store (shared by every node) keeps media links single-use."""
+    sidebars), `POST /zendesk/background` (click-to-dial forwarder), `POST /zendesk/token`,
+    `POST /zendesk/media-link`, `GET /zendesk/media`, and the scripts those pages load. The
+    store (shared by every node) keeps media links single-use."""
     account = AppAccount.from_settings(settings)
 
     def ws_url(request: web.Request) -> str:
