@@ -10,14 +10,19 @@
  * contact the tab owns.
  *
  * Click-to-dial (Zendesk Talk Partner Edition): Zendesk fires `voice.dialout` with
- * `{number, userId?, ticketId?}` when the agent clicks a phone number on a user or ticket. The
- * page dials it through Streams (`agent.connect`, the routing profile's outbound queue) and tells
- * the adapter that the next outbound contact belongs to that ticket, else that user; a dial
- * Connect refuses is shown as a Zendesk error and leaves no expectation behind.
+ * `{number, userId?, ticketId?}` when the agent clicks a phone number on a user or ticket. It
+ * reaches the app's `background` instance (`startBackground`), which forwards it to the top-bar
+ * instance as `switchboard.dialout`; the top bar also listens for `voice.dialout` itself, and
+ * dials each click once however many of the two reach it (`onClickToDial`). The page dials it
+ * through Streams (`agent.connect`, the routing profile's outbound queue) and tells the adapter
+ * that the next outbound contact belongs to that ticket, else that user; a dial Connect refuses
+ * is shown as a Zendesk error and leaves no expectation behind.
  *
  * What the agent has open in Zendesk comes from the app's sidebar instances (`startSidebar`, in
  * the ticket and user sidebars): each tells the top-bar instance `switchboard.viewing` when it is
- * shown, so `attachToCurrent` and `createTicket` act on the ticket or user on screen.
+ * shown, so `attachToCurrent` and `createTicket` act on the ticket or user on screen. Both other
+ * locations message the top bar the same way (`tellTopBar`: ZAF `get('instances')`, then
+ * `instance(guid).trigger`).
  *
  * The tab token the page was served with is short-lived; `TokenKeeper` exchanges it for a
  * fresh one before it expires (and before any reconnect with an expired one), for as long as
@@ -147,6 +152,12 @@ export class TokenKeeper extends Emitter {
 /** The ZAF event a sidebar instance sends the top-bar instance. */
 export const VIEWING_EVENT = 'switchboard.viewing';
 
+/** The ZAF event the background instance forwards Zendesk's `voice.dialout` as. */
+export const DIAL_OUT_EVENT = 'switchboard.dialout';
+
+/** How long after a click its second delivery (direct, or forwarded) may still arrive. */
+export const SAME_CLICK_MS = 2000;
+
 /** @param {any} v @returns {number|null} */
 function positive(v) {
   const n = Number(v);
@@ -184,6 +195,25 @@ function soleContact(client) {
 }
 
 /**
+ * Send an event to the app's top-bar instance in this Zendesk window (ZAF's instances API: the
+ * app's instances are separate frames that share nothing but these messages).
+ * @param {any} zaf a ZAF client
+ * @param {string} name
+ * @param {any} data
+ * @returns {Promise<number>} how many top-bar instances were told (0: the app has none)
+ */
+export async function tellTopBar(zaf, name, data) {
+  const { instances } = await zaf.get('instances');
+  let told = 0;
+  for (const [guid, instance] of Object.entries(instances || {})) {
+    if (/** @type {any} */ (instance).location !== 'top_bar') continue;
+    zaf.instance(guid).trigger(name, data);
+    told += 1;
+  }
+  return told;
+}
+
+/**
  * The app in a ticket or user sidebar: tells the top-bar instance what the agent has open,
  * whenever this sidebar is shown (ZAF `app.activated`).
  * @param {any} zaf a ZAF client
@@ -200,16 +230,59 @@ export async function startSidebar(zaf) {
       const data = await zaf.get('user.id');
       viewing = { ticketId: null, userId: positive(data['user.id']) };
     }
-    const { instances } = await zaf.get('instances');
-    for (const [guid, instance] of Object.entries(instances || {})) {
-      if (/** @type {any} */ (instance).location === 'top_bar') zaf.instance(guid).trigger(VIEWING_EVENT, viewing);
-    }
+    await tellTopBar(zaf, VIEWING_EVENT, viewing);
     return viewing;
   };
   zaf.on('app.activated', () => {
     tell().catch(() => {});
   });
   return tell();
+}
+
+/**
+ * The app in Zendesk's `background` location (loaded with Zendesk, never shown): forwards each
+ * `voice.dialout` to the top-bar instance as `DIAL_OUT_EVENT`, unchanged. Zendesk documents that
+ * event for the background location; the top bar, which holds the CCP, dials it. A click it
+ * cannot forward (ZAF failed, or the app has no top bar here) is shown as a Zendesk error.
+ * @param {any} zaf a ZAF client
+ */
+export function startBackground(zaf) {
+  const host = new ZendeskHost(zaf);
+  const unforwarded = () =>
+    host.notify({
+      level: 'error',
+      code: 'dial_out',
+      text: "Switchboard could not pass the number to its panel: open the panel and dial it on the CCP's number pad.",
+    });
+  zaf.on('voice.dialout', (/** @type {any} */ e) => {
+    tellTopBar(zaf, DIAL_OUT_EVENT, e).then((told) => told || unforwarded(), unforwarded);
+  });
+}
+
+/**
+ * Dial each click-to-dial click once, on the top bar. The same click may reach the top bar
+ * twice, in either order and moments apart: forwarded by the background instance
+ * (`DIAL_OUT_EVENT`) and, if Zendesk delivers `voice.dialout` to the top bar too, directly. A
+ * click equal to one dialled (same number, user and ticket) less than `SAME_CLICK_MS` before is
+ * that click again and is dropped (so is a double click on a number).
+ * @param {any} zaf the top-bar instance's ZAF client
+ * @param {(e: {number?: string, userId?: any, ticketId?: any}) => void} dial
+ * @param {() => number} [now]
+ */
+export function onClickToDial(zaf, dial, now = Date.now) {
+  /** @type {Map<string, number>} each click dialled in the last SAME_CLICK_MS, and when */
+  const recent = new Map();
+  const once = (/** @type {any} */ e) => {
+    const click = e || {};
+    const key = JSON.stringify([String(click.number ?? ''), positive(click.userId), positive(click.ticketId)]);
+    const t = now();
+    for (const [seen, at] of recent) if (t - at >= SAME_CLICK_MS) recent.delete(seen);
+    if (recent.has(key)) return;
+    recent.set(key, t);
+    dial(click);
+  };
+  zaf.on('voice.dialout', once);
+  zaf.on(DIAL_OUT_EVENT, once);
 }
 
 /** @param {AppConfig} config @param {any} connect @param {HTMLElement|null} container @param {boolean} softphone */
@@ -267,7 +340,7 @@ export function startApp(config, env = {}) {
       viewing.ticketId = positive(v && v.ticketId);
       viewing.userId = positive(v && v.userId);
     });
-    zaf.on('voice.dialout', (/** @type {any} */ e) => dialOut(e || {}));
+    onClickToDial(zaf, (e) => dialOut(e));
   }
   /** Click-to-dial (see the module docs). @param {{number?: string, userId?: any, ticketId?: any}} e */
   const dialOut = (e) => {

@@ -275,8 +275,9 @@ def create_app_pages(
     store: Store,
 ) -> web.Application:
     """The public app: `POST /zendesk/app` (top bar), `POST /zendesk/sidebar` (ticket and user
-    sidebars), `POST /zendesk/token`, `POST /zendesk/media-link`, `GET /zendesk/media`, and the
-    scripts those pages load. The store (shared by every node) keeps media links single-use."""
+    sidebars), `POST /zendesk/background` (click-to-dial forwarder), `POST /zendesk/token`,
+    `POST /zendesk/media-link`, `GET /zendesk/media`, and the scripts those pages load. The
+    store (shared by every node) keeps media links single-use."""
     account = AppAccount.from_settings(settings)
 
     def ws_url(request: web.Request) -> str:
@@ -311,14 +312,19 @@ def create_app_pages(
         config = pages.page_config(request, who.agent_id, who.user_id, int(time.time()))
         return render("app.html", config)
 
-    async def sidebar(request: web.Request) -> web.Response:
-        """The ticket and user sidebars only tell the top bar what is on screen, but they are
-        signed like every location of the app, and checked the same way."""
-        try:
-            await signed(request)
-        except LoginRefused as e:
-            return render("refused.html", None, status=401, reason=str(e))
-        return render("sidebar.html", None)
+    def messenger(page: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A location whose page holds no session and only messages the top bar (the sidebars:
+        what is on screen; the background: click-to-dial). It is signed like every location
+        of the app, and checked the same way."""
+
+        async def serve(request: web.Request) -> web.Response:
+            try:
+                await signed(request)
+            except LoginRefused as e:
+                return render("refused.html", None, status=401, reason=str(e))
+            return render(page, None)
+
+        return serve
 
     def session_of(request: web.Request) -> tuple[str, int | None, int]:
         try:
@@ -381,7 +387,8 @@ def create_app_pages(
         return web.FileResponse(JS / name)
 
     app.router.add_post("/zendesk/app", login)
-    app.router.add_post("/zendesk/sidebar", sidebar)
+    app.router.add_post("/zendesk/sidebar", messenger("sidebar.html"))
+    app.router.add_post("/zendesk/background", messenger("background.html"))
     app.router.add_post("/zendesk/token", refresh)
     app.router.add_post("/zendesk/media-link", media_link)
     app.router.add_get("/zendesk/media", media)

@@ -1,19 +1,26 @@
 """The installable Zendesk app (issue 8, item 1): `switchboard zendesk-app build` makes a zip
 whose manifest parses, names every app setting of the admin guide, and has the structure
 Zendesk documents for a ZAF v2 server-side app (location URL, frameworkVersion, signedUrls,
-parameters with translated labels, the required assets)."""
+parameters with translated labels, the required assets); every location URL it names is a page
+a real daemon serves only to a Zendesk-signed request."""
 
 import json
 import struct
 import subprocess
 import sys
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
+from daemon.app import Daemon
+from tests.daemons import running
 from tests.processes import ROOT
+from tests.zaf import INSTALLATION_ID, key_pair, zaf_token
 
 URL = "https://switchboard.acme.example"
 # The admin guide's app settings, under the guide's own names, and what the app also needs.
@@ -93,6 +100,9 @@ def test_the_manifest_is_a_signed_server_side_app_in_the_top_bar_and_sidebars(
     # the sidebars tell the top bar which ticket or user is open (attach to current, create)
     for where in ("ticket_sidebar", "user_sidebar"):
         assert manifest["location"]["support"][where]["url"] == f"{URL}/zendesk/sidebar"
+    # Zendesk's voice.dialout (click-to-dial) reaches the background location, which forwards it
+    background = manifest["location"]["support"]["background"]
+    assert background == {"url": f"{URL}/zendesk/background"}
 
 
 def test_every_app_setting_of_the_guide_is_a_translated_parameter(
@@ -128,3 +138,40 @@ def test_the_build_refuses_an_address_zendesk_cannot_frame_safely(tmp_path: Path
     assert done.returncode != 0
     assert "https://" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+async def daemon() -> AsyncIterator[Daemon]:
+    _, public = key_pair()
+    async with running(
+        zendesk_app_public_key=public, zendesk_app_installation_id=INSTALLATION_ID, app_port=0
+    ) as d:
+        yield d
+
+
+async def test_every_location_is_served_only_to_a_zendesk_signed_request(
+    package: zipfile.ZipFile, daemon: Daemon
+) -> None:
+    account = daemon.settings.zendesk_url
+    assert account is not None
+    signed, forged = zaf_token(account, 4242), zaf_token(account, 4242, key="attacker")
+    locations = read_json(package, "manifest.json")["location"]["support"]
+    served = {}
+    async with aiohttp.ClientSession() as http:
+        for where, spec in locations.items():
+            # Zendesk POSTs the location's URL with its signed token (signedUrls)
+            path = urlsplit(spec["url"]).path
+            url = f"http://127.0.0.1:{daemon.app_port}{path}?origin={account}&app_guid=g-{where}"
+            for token, status in ((signed, 200), (forged, 401), (None, 401)):
+                form = {} if token is None else {"token": token}
+                async with http.post(url, data=form) as response:
+                    assert response.status == status, (where, status, await response.text())
+                    assert response.headers["Cache-Control"] == "no-store"
+                    if status == 200:
+                        served[where] = await response.text()
+    assert set(served) == {"top_bar", "ticket_sidebar", "user_sidebar", "background"}
+    # the background page only forwards click-to-dial: it loads ZAF and holds no session
+    background = served["background"]
+    assert "startBackground(ZAFClient.init())" in background
+    assert "switchboard-config" not in background and "token" not in background
+    assert "startApp" in served["top_bar"]
