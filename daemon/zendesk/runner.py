@@ -14,8 +14,10 @@ Exactly once, by construction, and never by a node's memory:
   every Zendesk write, and every journal write is fenced by the store;
 - before a write is sent, its exact request and its start time are journaled as an
   *attempt* (``~attempt:KEY``), and the write is given at most `write_window` seconds. Once
-  Zendesk has answered (or once the attempt's deadline — start + window + `landing_seconds`,
-  the longest Zendesk may still apply a request it received — has passed), a runner that
+  Zendesk has answered that attempt (the ``~retry`` record of a failure names the attempt it
+  answers: an earlier attempt's answer says nothing of a resend still in flight), or once
+  the attempt's deadline — start + window + `landing_seconds`,
+  the longest Zendesk may still apply a request it received — has passed, a runner that
   finds an attempt without a result checks whether it landed (a ticket with our external_id,
   a comment carrying the step's marker line, this contact's voice comment) and resends the
   recorded request (not a re-planned one, so the Idempotency-Key replay matches byte for
