@@ -189,7 +189,7 @@ class AgentHub:
         self.report_check: ReportCheck | None = None
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, _AgentLock] = {}
-        self._sinks: dict[str, set[Sink]] = {}
+        self._sinks: dict[str, dict[Sink, None]] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         self._seen: dict[str, tuple[str, int]] = {}  # newest entry handed to local tabs
@@ -562,7 +562,7 @@ class AgentHub:
         once. If the subscription fails, the error reaches every attacher (the tabs are told
         to come back later) and the next attach tries again.
         """
-        self._sinks.setdefault(agent, set()).add(sink)
+        self._sinks.setdefault(agent, {})[sink] = None
         self._attached(agent)
         while agent in self._sinks and agent not in self._subscriptions:
             pending = self._subscribing.get(agent)
@@ -601,7 +601,7 @@ class AgentHub:
         sinks = self._sinks.get(agent)
         if sinks is None:
             return
-        sinks.discard(sink)
+        sinks.pop(sink, None)
         if not sinks:
             del self._sinks[agent]
             self._forget(agent)

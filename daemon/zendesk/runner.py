@@ -14,8 +14,10 @@ Exactly once, by construction, and never by a node's memory:
   every Zendesk write, and every journal write is fenced by the store;
 - before a write is sent, its exact request and its start time are journaled as an
   *attempt* (``~attempt:KEY``), and the write is given at most `write_window` seconds. Once
-  Zendesk has answered (or once the attempt's deadline — start + window + `landing_seconds`,
-  the longest Zendesk may still apply a request it received — has passed), a runner that
+  Zendesk has answered that attempt (the ``~retry`` record of a failure names the attempt it
+  answers: an earlier attempt's answer says nothing of a resend still in flight), or once
+  the attempt's deadline — start + window + `landing_seconds`,
+  the longest Zendesk may still apply a request it received — has passed, a runner that
   finds an attempt without a result checks whether it landed (a ticket with our external_id,
   a comment carrying the step's marker line, this contact's voice comment) and resends the
   recorded request (not a re-planned one, so the Idempotency-Key replay matches byte for
@@ -313,6 +315,7 @@ class _Run:
 
     async def step(self, step: Step, journal: Mapping[str, Any], contact: Contact) -> None:
         recovering = False
+        started: float | None = None  # when this write's attempt began (its identity)
         until: float | None = None
         if step.zendesk_write:
             step, recovering = await self.prepare(step, journal)
@@ -330,14 +333,16 @@ class _Run:
             else:
                 result = await self.deps.observe_step(step, work)
         except TimeoutError:
-            await self.transient(step, journal, classify(ZendeskError(None)), "timed out", until)
+            await self.transient(
+                step, journal, classify(ZendeskError(None)), "timed out", started, until
+            )
         except ZendeskError as exc:
             verdict = classify(exc)
             if verdict.kind == "halt":
                 await self.halt(verdict.code, str(exc))
             doubt = until if exc.status is None else None
             if verdict.kind == "transient":
-                await self.transient(step, journal, verdict, str(exc), doubt)
+                await self.transient(step, journal, verdict, str(exc), started, doubt)
             result = {"failed": exc.status, "code": verdict.code, "message": str(exc)[:300]}
             self.failures += 1
             log.warning(
@@ -345,7 +350,8 @@ class _Run:
             )
         except ConnectError as exc:
             if not exc.permanent:
-                await self.transient(step, journal, Verdict("transient", exc.kind), str(exc), None)
+                verdict = Verdict("transient", exc.kind)
+                await self.transient(step, journal, verdict, str(exc), started, None)
             result = {"failed": exc.kind, "message": str(exc)[:300]}
             self.failures += 1
             log.warning(
@@ -367,13 +373,24 @@ class _Run:
         if prior is None:
             return step, _replaying(step, journal)
         retry = journal.get(RETRY)
+        # Answered: Zendesk answered this very attempt. A ``~retry`` left by an earlier,
+        # answered attempt of the step says nothing about the latest one, whose runner may
+        # have died (or been paused past its lease) before it could journal the outcome
+        # (seed 6419: a 429, then a resend held by Zendesk while its node was paused and
+        # killed; the next holder took the 429's record as the answer and wrote twice).
+        started = prior.get("started_at") if isinstance(prior, dict) else None
         answered = (
-            isinstance(retry, dict) and retry.get("step") == step.key and not retry.get("doubt")
+            isinstance(retry, dict)
+            and retry.get("step") == step.key
+            and not retry.get("doubt")
+            and started is not None
+            and retry.get("attempt") == started
         )
         until = float(prior.get("until", 0.0)) if isinstance(prior, dict) else 0.0
         if not answered and until > self.deps.clock():
             # Unanswered and maybe still in flight: wait until it can no longer land.
-            await self.journal(RETRY, _retry(step.key, until, 0, "an earlier attempt may land"))
+            waiting = _retry(step.key, until, 0, "an earlier attempt may land", started)
+            await self.journal(RETRY, waiting)
             raise _Stop(self.result(False, "backoff", retry_at=until))
         return step_from_json(prior, step), True
 
@@ -383,10 +400,12 @@ class _Run:
         journal: Mapping[str, Any],
         verdict: Verdict,
         error: str,
+        attempt: float | None,
         doubt_until: float | None,
     ) -> None:
         """Stop the run and set the contact's next attempt; after too many tries of a step
-        whose failures are bounded, return so the caller journals it failed."""
+        whose failures are bounded, return so the caller journals it failed. `attempt`: the
+        start of the write attempt that failed (None for a read), which the record names."""
         retry = journal.get(RETRY)
         same = isinstance(retry, dict) and retry.get("step") == step.key
         attempts = (int(retry.get("attempts", 0)) if same and isinstance(retry, dict) else 0) + 1
@@ -399,9 +418,8 @@ class _Run:
             ceiling = min(self.deps.backoff_cap, self.deps.backoff_base * 2.0 ** (attempts - 1))
             delay = ceiling / 2 + self.deps.rng() * ceiling / 2
         at = max(now + delay, doubt_until or 0.0)
-        await self.journal(
-            RETRY, _retry(step.key, at, attempts, error, doubt=doubt_until is not None)
-        )
+        doubt = doubt_until is not None
+        await self.journal(RETRY, _retry(step.key, at, attempts, error, attempt, doubt=doubt))
         log.warning(
             "workflow_step_failed",
             agent=self.agent_id,
@@ -418,10 +436,20 @@ def _halt_code(record: Any) -> str:
     return str(record.get("code") or "halted") if isinstance(record, dict) else "halted"
 
 
-def _retry(key: str, at: float, attempts: int, error: str, *, doubt: bool = True) -> Any:
-    """The ``~retry`` record: when the contact may be tried again, and why. `doubt`: the
-    step's last attempt got no answer (it may still land), so its deadline must pass."""
-    return {"step": key, "at": at, "attempts": attempts, "doubt": doubt, "error": error[:300]}
+def _retry(
+    key: str, at: float, attempts: int, error: str, attempt: float | None, *, doubt: bool = True
+) -> Any:
+    """The ``~retry`` record: when the contact may be tried again, and why. `attempt`: the
+    ``started_at`` of the step's attempt it is about (None: a read step). `doubt`: that
+    attempt got no answer (it may still land), so its deadline must pass."""
+    return {
+        "step": key,
+        "at": at,
+        "attempts": attempts,
+        "doubt": doubt,
+        "attempt": attempt,
+        "error": error[:300],
+    }
 
 
 def _replaying(step: Step, journal: Mapping[str, Any]) -> bool:

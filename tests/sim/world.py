@@ -205,7 +205,7 @@ class Node:
         self.budgets = AgentBudgets(LIMITS)
         self.alive = True
         self.ready: bool | None = None
-        self.connections: set[asyncio.Task[None]] = set()
+        self.connections: dict[asyncio.Task[None], None] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -266,8 +266,8 @@ class Node:
         )
         task = asyncio.get_running_loop().create_task(connection.run())
         pipe.conn_id = connection.conn_id
-        self.connections.add(task)
-        task.add_done_callback(self.connections.discard)
+        self.connections[task] = None
+        task.add_done_callback(lambda t: self.connections.pop(t, None))
 
     async def kill(self) -> None:
         """The process dies: nothing it does reaches the store or its tabs any more."""

@@ -305,6 +305,14 @@ async def test_retry_after_sets_the_contacts_next_attempt(rig: Rig) -> None:
 # -- issue 9: a write that outlives its lease -------------------------------------------------
 
 
+async def _sent(rig: Rig, method: str, template: str, count: int) -> None:
+    """Wait (real time, at most 10 s) until Zendesk has received `count` such requests."""
+    deadline = time.monotonic() + 10
+    while rig.sandbox.request_count(method, template) < count:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
 async def test_a_paused_holders_write_in_flight_and_a_new_holder_make_one_comment(
     rig: Rig,
 ) -> None:
@@ -319,10 +327,7 @@ async def test_a_paused_holders_write_in_flight_and_a_new_holder_make_one_commen
     rig.contacts[(AGENT, "c-1")] = c
     lease_a = await rig.lease("c-1", ttl=30)
     a = asyncio.create_task(rig.run(c, deps=deps_a, lease=lease_a))
-    deadline = time.monotonic() + 10
-    while rig.sandbox.request_count("PUT", PUT) == 0:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    await _sent(rig, "PUT", PUT, 1)
     rig.clock.now += 60  # A's lease ran out while it was paused
     deps_b = rig.deps()
     deps_b.landing_seconds = landing
@@ -339,6 +344,44 @@ async def test_a_paused_holders_write_in_flight_and_a_new_holder_make_one_commen
     assert len(voice_comments(rig)) == 1
     journal = await rig.store.journal_read(AGENT, "c-1")
     assert journal["comment:voice"]["existing"] and ATTEMPT + "comment:voice" in journal
+
+
+async def test_an_earlier_attempts_answer_is_not_taken_for_the_one_in_flight(rig: Rig) -> None:
+    """Seed 6419 of tests/sim: the voice comment's first PUT got a 429 (an answer: safe to
+    resend); node A resent it, Zendesk held the resend while A was paused past its lease,
+    and A never journaled the outcome. Node B must see that the latest attempt is
+    unanswered and wait for its deadline, not take the 429's record for its answer."""
+    rig.customer("Ann Caller", "+447700900123")
+    c = contact()
+    landing = 100.0
+    deps_a = rig.deps(client=rig.client(timeout=2.0, max_retry_after=1))
+    deps_a.landing_seconds = landing
+    rig.sandbox.faults.add([FaultRule(kind="rate_limit", method="PUT", path=TICKET_GLOB,
+                                      retry_after=30, count=1)])  # fmt: skip
+    first = await rig.run(c, deps=deps_a)
+    assert first.reason == "error" and first.retry_at is not None
+    rig.clock.now = first.retry_at
+    # A's resend: Zendesk holds it for a second, then applies it.
+    rig.sandbox.faults.add([FaultRule(kind="timeout", method="PUT", path=TICKET_GLOB,
+                                      seconds=1.0)])  # fmt: skip
+    lease_a = await rig.lease("c-1", ttl=30)
+    a = asyncio.create_task(rig.run(c, deps=deps_a, lease=lease_a))
+    await _sent(rig, "PUT", PUT, 2)
+    journal = await rig.store.journal_read(AGENT, "c-1")
+    resend = journal[ATTEMPT + "comment:voice"]
+    assert journal[RETRY]["step"] == "comment:voice" and not journal[RETRY]["doubt"]  # the 429's
+    rig.clock.now += 60  # A's lease ran out while it was paused
+    deps_b = rig.deps()
+    deps_b.landing_seconds = landing
+    b = await rig.run(c, deps=deps_b)
+    assert b.reason == "backoff" and b.retry_at == resend["until"]
+    assert rig.sandbox.request_count("PUT", PUT) == 2
+    assert (await a).reason == "stale"
+    assert len(voice_comments(rig)) == 1  # A's resend landed
+    rig.clock.now = resend["until"]
+    assert (await rig.run(c, deps=deps_b)).done
+    assert rig.sandbox.request_count("PUT", PUT) == 2 and len(voice_comments(rig)) == 1
+    assert (await rig.store.journal_read(AGENT, "c-1"))["comment:voice"]["existing"]
 
 
 # -- issue 10: a command after the end -----------------------------------------------------------
