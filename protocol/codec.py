@@ -27,6 +27,7 @@ from protocol.messages import (
     ID_PATTERN,
     SERVER_MESSAGE,
     ClientMessage,
+    Hello,
     ServerMessage,
 )
 
@@ -159,13 +160,56 @@ class Codec:
         return data
 
     def decode_client(self, frame: str | bytes) -> ClientMessage:
-        return parse_client_message(self.loads(frame))
+        """The client message in `frame`; raises ProtocolError (see `loads`, `parse_client_message`).
+
+        Decoding is a pure function of the frame's bytes and its subprotocol, and messages are
+        immutable, so a frame seen recently is answered from `RECENT_FRAMES`: an agent's tabs
+        each report the same event in the same bytes, and only the first pays for parsing.
+        """
+        key = (self.subprotocol, frame)
+        message = RECENT_FRAMES.get(key)
+        if message is None:
+            message = parse_client_message(self.loads(frame))
+            RECENT_FRAMES.put(key, message)
+        return message
 
     def decode_server(self, frame: str | bytes) -> ServerMessage:
         """The daemon's frames are trusted: no client bounds (a snapshot lists every contact)."""
         if isinstance(frame, bytes):
             return SERVER_MESSAGE.validate_python(msgpack.unpackb(frame, raw=False))
         return SERVER_MESSAGE.validate_python(json.loads(frame))
+
+
+class RecentFrames:
+    """Recently decoded frames and their messages: a bounded, first-in-first-out memo.
+
+    Bounded twice so a hostile client can neither grow it nor make it costly: at most
+    `capacity` entries, and only frames of at most `max_frame` characters or bytes are kept
+    (a contact report is a few hundred), never a hello (its token). Frames that fail to decode are never kept, so every
+    bad frame is refused with its own error. A flood of distinct frames only evicts other
+    entries early, which costs their next sender one decode.
+    """
+
+    def __init__(self, capacity: int = 1024, max_frame: int = 2048) -> None:
+        self.capacity = capacity
+        self.max_frame = max_frame
+        self._messages: dict[tuple[str, str | bytes], ClientMessage] = {}
+
+    def get(self, key: tuple[str, str | bytes]) -> ClientMessage | None:
+        return self._messages.get(key)
+
+    def put(self, key: tuple[str, str | bytes], message: ClientMessage) -> None:
+        if len(key[1]) > self.max_frame or isinstance(message, Hello):
+            return  # a hello carries a token: kept by no one past its own connection
+        self._messages[key] = message
+        if len(self._messages) > self.capacity:
+            del self._messages[next(iter(self._messages))]
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+
+RECENT_FRAMES = RecentFrames()
 
 
 def codec_for(subprotocol: str | None) -> Codec | None:

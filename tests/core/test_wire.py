@@ -17,7 +17,9 @@ from protocol.codec import (
     JSON_SUBPROTOCOL,
     MAX_DEPTH,
     MSGPACK_SUBPROTOCOL,
+    RECENT_FRAMES,
     Codec,
+    RecentFrames,
     json_too_deep,
     too_deep,
 )
@@ -256,3 +258,36 @@ def test_the_daemons_own_frames_are_not_held_to_client_bounds() -> None:
 def test_a_ref_is_echoed_only_when_it_is_an_id() -> None:
     for ref, echoed in (("r-1", "r-1"), ("r-1\n", None), ("x" * 129, None), (7, None)):
         assert refusal(JSON, json.dumps({"type": "teleport", "ref": ref})).ref == echoed
+
+
+def test_a_recently_decoded_frame_is_answered_from_memory_with_the_same_message() -> None:
+    frame = json.dumps(
+        {"type": "contact_event", "event": "incoming", "contact": {"contact_id": "memo-1"}}
+    )
+    first = JSON.decode_client(frame)
+    assert JSON.decode_client(frame) is first
+    # The same bytes in the other subprotocol's frame kind are still refused, not remembered.
+    assert refusal(MSGPACK, frame).code == ErrorCode.BAD_FRAME
+    assert refusal(JSON, frame.encode()).code == ErrorCode.BAD_FRAME
+
+
+def test_frames_that_fail_are_refused_each_time_and_hellos_are_never_kept() -> None:
+    bad = json.dumps({"type": "contact_event", "event": "incoming", "contact": {}})
+    for _ in range(2):
+        assert refusal(JSON, bad).code == ErrorCode.INVALID_MESSAGE
+    assert (JSON_SUBPROTOCOL, bad) not in RECENT_FRAMES._messages
+    hello = json.dumps({"type": "hello", "token": "t" * 40})
+    JSON.decode_client(hello)
+    assert (JSON_SUBPROTOCOL, hello) not in RECENT_FRAMES._messages
+
+
+def test_the_memo_stays_bounded_under_a_flood_of_distinct_and_huge_frames() -> None:
+    memo = RecentFrames(capacity=8, max_frame=100)
+    message = JSON.decode_client(json.dumps({"type": "media_status", "signed_in": True, "microphone": True}))
+    for n in range(1000):
+        memo.put((JSON_SUBPROTOCOL, f"frame-{n}"), message)
+    memo.put((JSON_SUBPROTOCOL, "x" * 101), message)
+    assert len(memo) == 8
+    assert memo.get((JSON_SUBPROTOCOL, "frame-999")) is message
+    assert memo.get((JSON_SUBPROTOCOL, "frame-0")) is None
+    assert memo.get((JSON_SUBPROTOCOL, "x" * 101)) is None
