@@ -741,7 +741,8 @@ class _Change:
 def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> Outcome:
     """Apply one event to an agent; the input state is left untouched."""
     change = _Change(state, ctx, rules)
-    change.expire()
+    if not _quiet(state, ctx, rules):
+        change.expire()
     before = change.writes
     match event:
         case TabOpened():
@@ -764,7 +765,30 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
             pass
     if change.refusal is None and change.writes != before:
         change.expire()  # adoption by a tab that just opened, with the same rules as time
-    return change.result(event)
+    outcome = change.result(event)
+    if outcome.refusal is None:
+        # `expire` has just reached its fixed point in this state (one pass does).
+        object.__setattr__(outcome.state, "settled", (rules, ctx.live_nodes, ctx.now))
+    return outcome
+
+
+def _quiet(state: AgentState, ctx: Context, rules: Rules) -> bool:
+    """Whether `expire` would find nothing to do in `state` now, known without walking it.
+
+    True when `expire` found nothing to do in this very state at an earlier instant, with the
+    same rules and live set, and `next_deadline` has not come: between those two instants
+    only time moved, and time alone changes nothing before that deadline (what else could
+    give `expire` work, a tab opening or a node coming back, is a new state or a new live
+    set). Most events are repeats decided on the state the previous event made, so the
+    walk is paid once per state, by the timer that the hub arms from the same deadline.
+    """
+    settled = state.settled
+    if settled is None or settled[0] is not rules or settled[1] != ctx.live_nodes:
+        return False
+    if ctx.now < settled[2]:
+        return False  # a clock that went back: no promise
+    deadline = next_deadline(state, rules, ctx.live_nodes)
+    return deadline is None or ctx.now < deadline
 
 
 def next_deadline(
@@ -774,8 +798,20 @@ def next_deadline(
 
     Reads the same indexes as `expire`, so it costs the tabs, the open contacts and the
     contacts of gone owners, not the agent's history. With `live_nodes`, a connected tab on
-    a node outside that set counts too (it is declared gone after the node timeout).
+    a node outside that set counts too (it is declared gone after the node timeout). The
+    answer is kept with the state for the same rules and live set.
     """
+    memo = state.deadline
+    if memo is not None and memo[0] is rules and memo[1] == live_nodes:
+        return memo[2]
+    deadline = _next_deadline(state, rules, live_nodes)
+    object.__setattr__(state, "deadline", (rules, live_nodes, deadline))
+    return deadline
+
+
+def _next_deadline(
+    state: AgentState, rules: Rules, live_nodes: frozenset[str] | None
+) -> float | None:
     times: list[float] = []
     for owner, cids in state.owned.items():
         tab = state.tabs.get(owner) if owner is not None else None

@@ -314,6 +314,16 @@ class AgentState:
     segment_base: "Segments | None" = field(default=None, compare=False, repr=False)
     segment_changes: tuple[str, ...] = field(default=(), compare=False, repr=False)
     _segments: "Segments | None" = field(default=None, compare=False, repr=False)
+    # What the core learnt about time in this state (`daemon.core.agent`), kept with it so a
+    # repeat decided on it does not redo the work; never part of the value. `settled`: rules,
+    # live set and an instant at which `expire` had nothing to do. `deadline`: rules, live
+    # set and `next_deadline` for them.
+    settled: tuple[Any, frozenset[str], float] | None = field(
+        default=None, compare=False, repr=False
+    )
+    deadline: tuple[Any, frozenset[str] | None, float | None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def zendesk_identity(self) -> tuple[int | None, str | None]:
         """The agent's Zendesk user id and name, as the most recent tab's token gave them."""

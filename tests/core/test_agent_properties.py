@@ -9,7 +9,7 @@ match the state, and every connected page's view equal to the daemon's.
 """
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, settings
 from hypothesis import event as label
@@ -510,8 +510,24 @@ class AgentMachine(RuleBasedStateMachine):
         """Every event leaves what time decides applied: a tick at once changes nothing."""
         if self.last is None:
             return  # a new agent: its first event of any kind publishes the media view
-        out = handle(self.state, Tick(), Context(self.now, self.nodes), self.agent_rules)
-        assert not out.changed and out.state is self.state
+        state = unmemoized(self.state)  # walked, not answered from what the core kept
+        out = handle(state, Tick(), Context(self.now, self.nodes), self.agent_rules)
+        assert not out.changed and out.state is state
+
+    @invariant()
+    def what_the_core_kept_about_time_decides_as_a_walk_would(self) -> None:
+        """A tick decided on the kept `settled`/`deadline` (a repeat's fast path) changes
+        exactly what one decided by walking the state changes, before and at the deadline."""
+        if self.last is None:
+            return
+        deadline = next_deadline(self.state, self.agent_rules, self.nodes)
+        later = [self.now, self.now + 0.5] if deadline is None else [deadline - 0.001, deadline]
+        for at in later:
+            ctx = Context(at, self.nodes)
+            kept = handle(self.state, Tick(), ctx, self.agent_rules)
+            walked = handle(unmemoized(self.state), Tick(), ctx, self.agent_rules)
+            assert kept.changed == walked.changed
+            assert kept.state == walked.state and kept.effects == walked.effects
 
     @invariant()
     def indexes_and_encoding_agree_with_a_rebuild(self) -> None:
@@ -534,12 +550,18 @@ class AgentMachine(RuleBasedStateMachine):
         if any(t.connected and t.node not in self.nodes for t in self.state.tabs.values()):
             return  # node timeouts depend on the live set, which the state does not hold
         quiet = self.now + 10_000 if deadline is None else deadline - 0.001
+        state = unmemoized(self.state)
         if quiet > self.now:
-            out = handle(self.state, Tick(), Context(quiet, self.nodes), self.agent_rules)
+            out = handle(state, Tick(), Context(quiet, self.nodes), self.agent_rules)
             assert not out.changed, "a Tick before next_deadline changed the agent"
         if deadline is not None:
-            out = handle(self.state, Tick(), Context(deadline, self.nodes), self.agent_rules)
+            out = handle(state, Tick(), Context(deadline, self.nodes), self.agent_rules)
             assert out.changed, "nothing happened at next_deadline"
+
+
+def unmemoized(state: AgentState) -> AgentState:
+    """The same state without what the core kept about time, so `handle` walks it."""
+    return replace(state, settled=None, deadline=None)
 
 
 AgentMachine.TestCase.settings = settings(
