@@ -160,7 +160,7 @@ class Codec:
         return data
 
     def decode_client(self, frame: str | bytes) -> ClientMessage:
-        """The client message in `frame`; raises ProtocolError (see `loads`, `parse_client_message`).
+        """The client message in `frame`; raises ProtocolError (`loads`, `parse_client_message`).
 
         Decoding is a pure function of the frame's bytes and its subprotocol, and messages are
         immutable, so a frame seen recently is answered from `RECENT_FRAMES`: an agent's tabs
@@ -185,9 +185,9 @@ class RecentFrames:
 
     Bounded twice so a hostile client can neither grow it nor make it costly: at most
     `capacity` entries, and only frames of at most `max_frame` characters or bytes are kept
-    (a contact report is a few hundred), never a hello (its token). Frames that fail to decode are never kept, so every
-    bad frame is refused with its own error. A flood of distinct frames only evicts other
-    entries early, which costs their next sender one decode.
+    (a contact report is a few hundred), never a hello (its token). Frames that fail to
+    decode are never kept, so every bad frame is refused with its own error. A flood of
+    distinct frames only evicts other entries early, which costs their next sender one decode.
     """
 
     def __init__(self, capacity: int = 1024, max_frame: int = 2048) -> None:

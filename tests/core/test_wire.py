@@ -283,7 +283,9 @@ def test_frames_that_fail_are_refused_each_time_and_hellos_are_never_kept() -> N
 
 def test_the_memo_stays_bounded_under_a_flood_of_distinct_and_huge_frames() -> None:
     memo = RecentFrames(capacity=8, max_frame=100)
-    message = JSON.decode_client(json.dumps({"type": "media_status", "signed_in": True, "microphone": True}))
+    message = JSON.decode_client(
+        json.dumps({"type": "media_status", "signed_in": True, "microphone": True})
+    )
     for n in range(1000):
         memo.put((JSON_SUBPROTOCOL, f"frame-{n}"), message)
     memo.put((JSON_SUBPROTOCOL, "x" * 101), message)
