@@ -1,6 +1,6 @@
 """Daemon CPU per contact event, against a bare `websockets` echo server, read from /proc.
 
-    python tests/bench/event_cpu.py [--agents 20 --tabs 3 --contacts 40 --history 200]
+    python tests/bench/event_cpu.py [--agents 20 --tabs 3 --contacts 100 --history 200]
                                     [--root PATH]   # run the daemon of another checkout
 
 What is measured is the server process, not the client: the load runs in this process, the
@@ -208,8 +208,11 @@ async def main(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         await wait_port(ws_port)
         url = f"ws://127.0.0.1:{ws_port}/ws"
         shape = (args.agents, args.tabs, args.contacts)
-        per_connection = args.contacts * len(EVENTS)
-        echo_run = await echo_phase(echo_port, echo.pid, args.agents * args.tabs, per_connection)
+        # At least `--echo-messages` in all: CPU time is read in clock ticks (10 ms), so a
+        # short window would make the baseline, and every ratio, a matter of rounding.
+        connections = args.agents * args.tabs
+        per_connection = max(args.contacts * len(EVENTS), args.echo_messages // connections)
+        echo_run = await echo_phase(echo_port, echo.pid, connections, per_connection)
         await daemon_phase(url, daemon.pid, "warmup", 2, args.tabs, 5, 0)  # first-use costs
         fresh = await daemon_phase(url, daemon.pid, "fresh", *shape, 0)
         history = await daemon_phase(url, daemon.pid, "history", *shape, args.history)
@@ -239,8 +242,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--tabs", type=int, default=3)
-    parser.add_argument("--contacts", type=int, default=40)
+    parser.add_argument("--contacts", type=int, default=100)
     parser.add_argument("--history", type=int, default=200)
+    parser.add_argument("--echo-messages", type=int, default=60_000, help="echo phase, at least")
     parser.add_argument("--idle", type=int, default=1000, help="idle tabs (agents) afterwards")
     parser.add_argument("--root", default=str(ROOT), help="checkout whose daemon is measured")
     a = parser.parse_args()
