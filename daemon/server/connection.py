@@ -585,8 +585,7 @@ class TabConnection:
             if refusal is not None:
                 await self._strike(refusal, "this agent's tabs together are over its budget")
         if wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ws.wait_closed(), wait)
+            await self.ws.closed_within(wait)
         return granted
 
     async def _strike(self, code: ErrorCode, text: str) -> None:

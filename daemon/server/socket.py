@@ -22,6 +22,15 @@ class TabSocket(ServerConnection):
         except TimeoutError:
             self.transport.abort()
 
+    async def closed_within(self, seconds: float) -> None:
+        """Return once the connection is closed or after `seconds`, whichever comes first.
+
+        What `wait_for(wait_closed(), seconds)` does without a task to run `wait_closed` and
+        a cancellation to end it: this is how a paced frame waits, once per frame while an
+        agent is over its rate. Cancelling the caller cancels only the wait.
+        """
+        await asyncio.wait((self.connection_lost_waiter,), timeout=seconds)
+
     def send_now(self, frame: str | bytes) -> bool:
         """Write one whole message now if the socket takes it at once, else do nothing.
 

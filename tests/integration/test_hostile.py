@@ -235,3 +235,25 @@ async def test_a_tab_that_does_not_read_holds_up_no_notice_to_the_others(paced: 
     stuck.transport.abort()
     await asyncio.gather(flooding, *readers)
     await bystander.close()
+
+
+async def test_a_paced_frames_wait_lasts_its_time_and_ends_when_the_tab_closes() -> None:
+    waits: list[float] = []
+
+    async def talk(ws: ServerConnection) -> None:
+        assert isinstance(ws, TabSocket)
+        await ws.recv()
+        for seconds in (0.3, 60.0):  # nobody closes during the first; the client ends the second
+            started = time.monotonic()
+            await ws.closed_within(seconds)
+            waits.append(time.monotonic() - started)
+
+    server = await serve(talk, "127.0.0.1", 0, create_connection=TabSocket, ping_interval=None)
+    port = next(iter(server.sockets)).getsockname()[1]
+    async with connect(f"ws://127.0.0.1:{port}") as client:
+        await client.send("go")
+        await eventually(lambda: len(waits) == 1, timeout=5)
+    await eventually(lambda: len(waits) == 2, timeout=5)
+    server.close()
+    await server.wait_closed()
+    assert 0.3 <= waits[0] < 2 and waits[1] < 2
