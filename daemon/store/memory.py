@@ -1,8 +1,8 @@
 """The embedded default store: one process, no dependencies, same contract as Redis.
 
-State is kept as the same serialised bytes the Redis store keeps, so no caller can come to
-rely on sharing live objects with the store. Methods never await between reading and writing,
-which is what makes each of them atomic under asyncio.
+State is kept as the same serialised bytes the Redis store keeps (a head and one entry per
+contact), so no caller can come to rely on sharing live objects with the store. Methods never
+await between reading and writing, which is what makes each of them atomic under asyncio.
 
 Everything of one agent lives in one `_AgentRecord`, so forgetting an agent is one dict
 deletion. Records expire after `idle_ttl` without a write or a head read, as the Redis keys do
@@ -29,6 +29,7 @@ from daemon.store.base import (
     Lease,
     Resumed,
     Revision,
+    StateWrite,
     Store,
     StreamEntry,
     StreamListener,
@@ -53,7 +54,8 @@ class _AgentRecord:
     epoch: str
     touched: float
     version: int = 0
-    state: bytes | None = None
+    head: bytes | None = None
+    contacts: dict[str, bytes] = field(default_factory=dict)
     seq: int = 0
     entries: deque[StreamEntry] = field(default_factory=deque)
     commits: OrderedDict[str, Committed] = field(default_factory=OrderedDict)
@@ -152,13 +154,13 @@ class MemoryStore(Store):
         record = self._peek(agent)
         if record is None:
             return Versioned(NEVER_STORED, None)
-        return Versioned(record.revision, record.state)
+        return Versioned(record.revision, record.head, dict(record.contacts))
 
     async def commit_agent(
         self,
         agent: str,
         expected: Revision,
-        state: bytes,
+        state: StateWrite,
         envelopes: Sequence[Envelope],
         *,
         commit_id: str | None = None,
@@ -170,7 +172,10 @@ class MemoryStore(Store):
         if record.revision != expected:
             return None
         record.version += 1
-        record.state = state
+        record.head = state.head
+        record.contacts.update(state.put)
+        for contact in state.dropped:
+            record.contacts.pop(contact, None)
         added = []
         for envelope in envelopes:
             record.seq += 1

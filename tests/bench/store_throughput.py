@@ -33,7 +33,7 @@ from typing import Any
 
 import msgpack
 
-from daemon.store.base import NEVER_STORED, Envelope, Store, StreamEntry
+from daemon.store.base import NEVER_STORED, Envelope, StateWrite, Store, StreamEntry
 from daemon.store.memory import MemoryStore
 from daemon.store.redis import RedisStore
 from tests.redis_servers import RedisCluster, RedisServer
@@ -65,19 +65,9 @@ def initial_state(agent: str, size: int, history: int) -> tuple[dict[str, Any], 
     return head, {cid: msgpack.packb(c) for cid, c in {**old, **live}.items()}
 
 
-def encode(head: dict[str, Any], contacts: dict[str, bytes], changed: str) -> bytes:
-    """The whole aggregate, spliced from the contacts' kept encodings."""
-    packer = msgpack.Packer()
-    parts = [packer.pack(head), packer.pack_map_header(len(contacts))]
-    parts.extend(packer.pack(cid) + packed for cid, packed in contacts.items())
-    return b"".join(parts)
-
-
-def decode(blob: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
-    unpacker = msgpack.Unpacker()
-    unpacker.feed(blob)
-    head = unpacker.unpack()
-    return head, {cid: msgpack.packb(c) for cid, c in unpacker.unpack().items()}
+def encode(head: dict[str, Any], contacts: dict[str, bytes], changed: str) -> StateWrite:
+    """What the daemon commits: the head and the one contact the event changed."""
+    return StateWrite(msgpack.packb(head), {changed: contacts[changed]})
 
 
 async def run_agent(
@@ -108,12 +98,13 @@ async def run_agent(
             if committed is not None:
                 revision, head, contacts = committed.revision, new_head, new_contacts
                 tally[1] += 1
-                tally[2] += len(state)
+                tally[2] += state.size
                 break
             conflicts += 1
             loaded = await store.load_agent(agent)  # only after a conflict
-            assert loaded.state is not None
-            revision, (head, contacts) = loaded.revision, decode(loaded.state)
+            assert loaded.head is not None
+            revision, head = loaded.revision, msgpack.unpackb(loaded.head)
+            contacts = dict(loaded.contacts)
     await subscription.close()
     return conflicts
 

@@ -12,7 +12,15 @@ from functools import partial
 
 import pytest
 
-from daemon.store.base import NEVER_STORED, Envelope, Revision, Store, StreamEntry, Versioned
+from daemon.store.base import (
+    NEVER_STORED,
+    Envelope,
+    Revision,
+    StateWrite,
+    Store,
+    StreamEntry,
+    Versioned,
+)
 from tests.daemons import eventually
 from tests.store.conftest import STREAM_MAX, Backend
 
@@ -27,41 +35,43 @@ def env(n: int, tab: str | None = None) -> Envelope:
 async def test_version_conflict_writes_nothing(backend: Backend) -> None:
     store = backend.store()
     assert await store.load_agent("A") == Versioned(NEVER_STORED, None)
-    first = await store.commit_agent("A", NEVER_STORED, b"one", [env(1)])
+    first = await store.commit_agent("A", NEVER_STORED, StateWrite(b"one"), [env(1)])
     assert first is not None and first.revision == Revision(first.entries[0].epoch, 1)
     head = await store.stream_head("A")
 
-    assert await store.commit_agent("A", NEVER_STORED, b"stale", [env(2)]) is None
+    assert await store.commit_agent("A", NEVER_STORED, StateWrite(b"stale"), [env(2)]) is None
     future = Revision(first.revision.epoch, 5)
-    assert await store.commit_agent("A", future, b"future", [env(3)]) is None
+    assert await store.commit_agent("A", future, StateWrite(b"future"), [env(3)]) is None
     loaded = await store.load_agent("A")
-    assert (loaded.revision, loaded.state) == (first.revision, b"one")
+    assert (loaded.revision, loaded.head) == (first.revision, b"one")
     assert await store.stream_head("A") == head  # no seq consumed by a refused commit
 
-    second = await store.commit_agent("A", first.revision, b"two", [])
+    second = await store.commit_agent("A", first.revision, StateWrite(b"two"), [])
     assert second is not None and second.entries == []
     assert second.revision == Revision(first.revision.epoch, 2)
     loaded = await store.load_agent("A")
-    assert (loaded.revision, loaded.state) == (second.revision, b"two")
+    assert (loaded.revision, loaded.head) == (second.revision, b"two")
     assert await store.load_agent("B") == Versioned(NEVER_STORED, None)  # agents independent
 
 
 async def test_state_is_binary_safe(backend: Backend) -> None:
     store = backend.store()
     blob = bytes(range(256)) * 9
-    await store.commit_agent("A", NEVER_STORED, blob, [])
-    assert (await store.load_agent("A")).state == blob
+    await store.commit_agent("A", NEVER_STORED, StateWrite(blob), [])
+    assert (await store.load_agent("A")).head == blob
 
 
 async def test_seqs_are_consecutive_and_ordered(backend: Backend) -> None:
     store = backend.store()
-    first = await store.commit_agent("A", NEVER_STORED, b"s", [env(1), env(2, "tab-1")])
+    first = await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1), env(2, "tab-1")])
     assert first is not None
     assert [e.seq for e in first.entries] == [1, 2]
     epoch = first.entries[0].epoch
-    second = await store.commit_agent("A", first.revision, b"s", [])
+    second = await store.commit_agent("A", first.revision, StateWrite(b"s"), [])
     assert second is not None and second.entries == []
-    third = await store.commit_agent("A", second.revision, b"s", [env(3), env(4), env(5)])
+    third = await store.commit_agent(
+        "A", second.revision, StateWrite(b"s"), [env(3), env(4), env(5)]
+    )
     assert third is not None
     assert [(e.epoch, e.seq) for e in third.entries] == [(epoch, 3), (epoch, 4), (epoch, 5)]
     assert await store.stream_head("A") == (epoch, 5)
@@ -79,7 +89,7 @@ async def test_stream_head_creates_an_epoch(backend: Backend) -> None:
     assert seq == 0 and epoch
     assert await store.stream_head("fresh") == (epoch, 0)
     assert await store.read_stream("fresh", epoch, 0) == []
-    committed = await store.commit_agent("fresh", NEVER_STORED, b"s", [env(1)])
+    committed = await store.commit_agent("fresh", NEVER_STORED, StateWrite(b"s"), [env(1)])
     assert committed is not None and committed.entries[0].epoch == epoch
     assert committed.revision == Revision(epoch, 1)
 
@@ -88,7 +98,9 @@ async def test_read_stream_is_all_or_nothing(backend: Backend) -> None:
     store = backend.store()
     revision, envelopes = NEVER_STORED, 0
     for _ in range(30):  # 300 entries, far beyond stream_max
-        committed = await store.commit_agent("A", revision, b"s", [env(i) for i in range(10)])
+        committed = await store.commit_agent(
+            "A", revision, StateWrite(b"s"), [env(i) for i in range(10)]
+        )
         assert committed is not None
         revision, envelopes = committed.revision, envelopes + 10
     epoch, last = await store.stream_head("A")
@@ -107,7 +119,7 @@ async def test_read_stream_is_all_or_nothing(backend: Backend) -> None:
 
 async def test_lost_stream_gets_a_new_epoch(backend: Backend) -> None:
     store = backend.store()
-    committed = await store.commit_agent("A", NEVER_STORED, b"s", [env(1), env(2)])
+    committed = await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1), env(2)])
     assert committed is not None
     old_epoch = committed.entries[0].epoch
 
@@ -118,7 +130,7 @@ async def test_lost_stream_gets_a_new_epoch(backend: Backend) -> None:
     new_epoch, seq = await store.stream_head("A")
     assert new_epoch != old_epoch and seq == 0
     assert await store.load_agent("A") == Versioned(NEVER_STORED, None)
-    again = await store.commit_agent("A", NEVER_STORED, b"s", [env(3)])
+    again = await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(3)])
     assert again is not None and [(e.epoch, e.seq) for e in again.entries] == [(new_epoch, 1)]
 
 
@@ -131,7 +143,7 @@ async def test_a_commit_built_before_the_store_lost_the_agent_is_refused(
     store, paused = backend.store(), backend.store()
     before = NEVER_STORED
     for n in range(2):
-        committed = await store.commit_agent("A", before, b"old %d" % n, [env(n)])
+        committed = await store.commit_agent("A", before, StateWrite(b"old %d" % n), [env(n)])
         assert committed is not None
         before = committed.revision
     assert (await paused.load_agent("A")).revision == before
@@ -139,16 +151,16 @@ async def test_a_commit_built_before_the_store_lost_the_agent_is_refused(
     backend.lose_everything()
     after = NEVER_STORED
     for n in range(2):
-        committed = await store.commit_agent("A", after, b"new %d" % n, [env(n)])
+        committed = await store.commit_agent("A", after, StateWrite(b"new %d" % n), [env(n)])
         assert committed is not None
         after = committed.revision
     assert after.version == before.version and after.epoch != before.epoch
 
-    assert await paused.commit_agent("A", before, b"stale view", [env(9)]) is None
+    assert await paused.commit_agent("A", before, StateWrite(b"stale view"), [env(9)]) is None
     loaded = await paused.load_agent("A")
-    assert (loaded.revision, loaded.state) == (after, b"new 1")
+    assert (loaded.revision, loaded.head) == (after, b"new 1")
     assert await paused.stream_head("A") == (after.epoch, 2)  # nothing appended
-    assert await paused.commit_agent("A", loaded.revision, b"rebuilt", []) is not None
+    assert await paused.commit_agent("A", loaded.revision, StateWrite(b"rebuilt"), []) is not None
 
 
 # -- subscriptions -----------------------------------------------------------------------
@@ -161,7 +173,9 @@ async def test_subscribe_delivers_entries_from_another_node(backend: Backend) ->
     sub_a = await reader.subscribe("A", got_a.append)
     sub_b = await reader.subscribe("B", got_b.append)
 
-    committed = await writer.commit_agent("A", NEVER_STORED, b"s", [env(1), env(2, "t")])
+    committed = await writer.commit_agent(
+        "A", NEVER_STORED, StateWrite(b"s"), [env(1), env(2, "t")]
+    )
     assert committed is not None
     await eventually(lambda: len(got_a) >= 2)
     assert got_a[:2] == committed.entries
@@ -169,8 +183,8 @@ async def test_subscribe_delivers_entries_from_another_node(backend: Backend) ->
 
     await sub_a.close()
     await sub_a.close()  # idempotent
-    more = await writer.commit_agent("A", committed.revision, b"s", [env(3)])
-    b_committed = await writer.commit_agent("B", NEVER_STORED, b"s", [env(4)])
+    more = await writer.commit_agent("A", committed.revision, StateWrite(b"s"), [env(3)])
+    b_committed = await writer.commit_agent("B", NEVER_STORED, StateWrite(b"s"), [env(4)])
     assert more is not None and b_committed is not None
     await eventually(lambda: len(got_b) == 1)
     assert got_b == b_committed.entries
@@ -184,11 +198,11 @@ async def test_two_listeners_on_one_agent(backend: Backend) -> None:
     second: list[StreamEntry] = []
     sub1 = await reader.subscribe("A", first.append)
     sub2 = await reader.subscribe("A", second.append)
-    committed = await writer.commit_agent("A", NEVER_STORED, b"s", [env(1)])
+    committed = await writer.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1)])
     assert committed is not None
     await eventually(lambda: len(first) == 1 and len(second) == 1)
     await sub1.close()  # the other listener keeps the channel
-    await writer.commit_agent("A", committed.revision, b"s", [env(2)])
+    await writer.commit_agent("A", committed.revision, StateWrite(b"s"), [env(2)])
     await eventually(lambda: len(second) == 2)
     assert len(first) == 1
     await sub2.close()
@@ -203,9 +217,11 @@ async def test_failing_listener_does_not_stop_delivery(backend: Backend) -> None
 
     await reader.subscribe("A", bad)
     await reader.subscribe("A", good.append)
-    committed = await writer.commit_agent("A", NEVER_STORED, b"s", [env(1)])
+    committed = await writer.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1)])
     assert committed is not None
-    assert await writer.commit_agent("A", committed.revision, b"s", [env(2)]) is not None
+    assert (
+        await writer.commit_agent("A", committed.revision, StateWrite(b"s"), [env(2)]) is not None
+    )
     await eventually(lambda: len(good) == 2)
 
 
@@ -390,13 +406,12 @@ async def _committer(
     while True:
         attempts += 1
         loaded = await store.load_agent(agent)
-        applied = json.loads(loaded.state or b"[]")
+        applied = json.loads(loaded.head or b"[]")
         applied.append(update)
         await asyncio.sleep(rng.random() * 0.002)  # widen the race window
         envelopes = [env(update)] * rng.randint(0, 2)
-        committed = await store.commit_agent(
-            agent, loaded.revision, json.dumps(applied).encode(), envelopes
-        )
+        write = StateWrite(json.dumps(applied).encode(), {f"u{update}": b"%d" % update})
+        committed = await store.commit_agent(agent, loaded.revision, write, envelopes)
         if committed is not None:
             accepted.extend(committed.entries)
             return attempts
@@ -423,7 +438,9 @@ async def test_concurrent_committers_lose_nothing(backend: Backend, seed: int) -
     for agent in agents:
         loaded = await stores[1].load_agent(agent)
         assert loaded.version == len(expected[agent])
-        assert sorted(json.loads(loaded.state or b"[]")) == expected[agent]  # nothing lost
+        assert sorted(json.loads(loaded.head or b"[]")) == expected[agent]  # nothing lost
+        # ... and a refused commit put no contact: exactly the applied ones are there.
+        assert loaded.contacts == {f"u{u}": b"%d" % u for u in expected[agent]}
 
         seqs = sorted(e.seq for e in accepted[agent])
         assert seqs == list(range(1, len(seqs) + 1))  # unique and gap-free

@@ -50,13 +50,16 @@ end
 RECENT_COMMITS = 16  # commit ids remembered per agent, to recognise a re-sent commit
 
 # KEYS: state, meta, stream, commits
-# ARGV: expected version, expected epoch ('' for none), blob, epoch candidate, stream max,
-#       idle ttl s, publish cmd, channel, commit id, envelope...
+# ARGV: expected version, expected epoch ('' for none), head, epoch candidate, stream max,
+#       idle ttl s, publish cmd, channel, commit id, n put, n dropped,
+#       then n put (field, entry) pairs, n dropped fields, then the envelopes
 # Returns "<epoch>:<version>:<first seq>" (the new revision; first = 0 when there are no
 # envelopes), or nil when the stored revision (`v`, and `e`: the stream epoch the state was
 # written in) is not the expected one. A commit id already in the agent's recent commits is a
 # re-sent commit (redis-py retries EVALSHA when a reply is lost): it writes nothing and answers
-# what the first did.
+# what the first did. The state hash gets the head and only the contact fields the commit put
+# or dropped, after every check: the first write is the version's, so an OOM refusal of it
+# leaves every contact field as it was.
 COMMIT = (
     _EPOCH
     + """
@@ -72,17 +75,27 @@ local version = tonumber(stored[1] or '0')
 if version ~= tonumber(ARGV[1]) or (stored[2] or '') ~= ARGV[2] then
   return false
 end
-redis.call('HSET', KEYS[1], 'v', version + 1, 'b', ARGV[3])
+redis.call('HSET', KEYS[1], 'v', version + 1, 'h', ARGV[3])
+local puts, drops = tonumber(ARGV[10]), tonumber(ARGV[11])
+local at = 11
+for i = 1, puts do
+  redis.call('HSET', KEYS[1], ARGV[at + 1], ARGV[at + 2])
+  at = at + 2
+end
+for i = 1, drops do
+  redis.call('HDEL', KEYS[1], ARGV[at + i])
+end
+at = at + drops
 local epoch = epoch_of(KEYS[2], KEYS[3], ARGV[4])
 redis.call('HSET', KEYS[1], 'e', epoch)
-local n = #ARGV - 9
+local n = #ARGV - at
 local first = 0
 if n > 0 then
   local last = redis.call('HINCRBY', KEYS[2], 's', n)
   first = last - n + 1
   local publication = {epoch, first}
   for i = 1, n do
-    local data = ARGV[9 + i]
+    local data = ARGV[at + i]
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], (first + i - 1) .. '-0', 'd', data)
     publication[2 + i] = data
   end
