@@ -77,6 +77,19 @@ def test_an_event_replaces_only_what_it_touches() -> None:
     assert_indexes_match_a_rebuild(h)
 
 
+def test_a_commit_writes_the_head_and_the_touched_contacts_only() -> None:
+    """What a commit writes does not grow with the retained history."""
+    sizes = []
+    for history in (0, 200):
+        h, tabs = with_history(history)
+        h.report(tabs[0], "incoming", "c1")
+        out = h.report(tabs[1], "connected", "c1")
+        write = out.state.write(out.touched)
+        assert list(write.put) == ["c1"] and not write.dropped
+        sizes.append(write.size)
+    assert abs(sizes[1] - sizes[0]) <= 8, sizes  # the order key's few bytes at most
+
+
 def test_a_contact_event_alone_does_not_republish_the_media_view() -> None:
     h, tabs = with_history(0)
     h.report(tabs[0], "incoming", "c1")
@@ -102,7 +115,11 @@ def test_indexes_follow_pruning_failover_and_closing() -> None:
     assert [f.message.contact_ids for f in of_type(out, Forget)] == [
         tuple(f"old-{n}" for n in range(5))
     ]
+    write = out.state.write(out.touched)  # the pruned ones are dropped from the store
+    assert sorted(write.dropped) == [f"old-{n}" for n in range(5)] and not write.put
     assert_indexes_match_a_rebuild(h)
+    h.report(tabs[1], "incoming", "c2", at=1102)  # after the drops, still in creation order
+    assert list(h.stored.load().contacts) == ["c1", "c2"]
 
 
 def test_fields_are_declared_once_and_match_the_wire() -> None:

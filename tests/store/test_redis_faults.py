@@ -200,7 +200,10 @@ async def test_a_full_redis_is_unavailable_and_nothing_is_half_written() -> None
     with RedisServer.start() as server:
         store = RedisStore.from_url(server.url)
         try:
-            first = await store.commit_agent("A", NEVER_STORED, StateWrite(b"one"), [env(1)])
+            contacts = {"c-1": b"one", "c-2": b"two"}
+            first = await store.commit_agent(
+                "A", NEVER_STORED, StateWrite(b"one", contacts), [env(1)]
+            )
             assert first is not None
             head = await store.stream_head("A")
             lease = await store.claim_lease("A", "runner", "h", 30.0)
@@ -211,7 +214,12 @@ async def test_a_full_redis_is_unavailable_and_nothing_is_half_written() -> None
             control.config_set("maxmemory", 1024 * 1024)
 
             writes = [
-                store.commit_agent("A", first.revision, StateWrite(b"two"), [env(2)]),
+                store.commit_agent(
+                    "A",
+                    first.revision,
+                    StateWrite(b"two", {"c-1": b"changed", "c-3": b"new"}, ["c-2"]),
+                    [env(2)],
+                ),
                 store.commit_agent("B", NEVER_STORED, StateWrite(b"new"), [env(1)]),
                 store.heartbeat("node", 5.0),
                 store.journal_write(lease, "c", "ticket", {"id": 1}),
@@ -223,6 +231,7 @@ async def test_a_full_redis_is_unavailable_and_nothing_is_half_written() -> None
             # Reads still work, and nothing of the refused writes is there.
             stored = await store.load_agent("A")
             assert (stored.revision, stored.head) == (first.revision, b"one")
+            assert stored.contacts == contacts  # no contact put, changed or dropped
             assert await store.stream_head("A") == head
             assert await store.journal_read("A", "c") == {}
             assert await store.workflows_list() == []
@@ -250,7 +259,12 @@ async def test_a_read_only_replica_is_unavailable(server: RedisServer) -> None:
             await eventually(lambda: admin(replica.port).exists("sb:{A}:state") == 1, 10)
             assert (await store.load_agent("A")).version == 1  # reads are served
             for write in (
-                store.commit_agent("A", first.revision, StateWrite(b"two"), [env(2)]),
+                store.commit_agent(
+                    "A",
+                    first.revision,
+                    StateWrite(b"two", {"c-1": b"changed", "c-3": b"new"}, ["c-2"]),
+                    [env(2)],
+                ),
                 store.heartbeat("node", 5.0),
                 store.workflows_add("A", "c"),
             ):

@@ -8,7 +8,9 @@ in `test_redis_outage.py`.
 import asyncio
 import json
 import random
+from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,7 @@ from daemon.store.base import (
     StreamEntry,
     Versioned,
 )
+from daemon.store.redis import RedisStore
 from tests.daemons import eventually
 from tests.store.conftest import STREAM_MAX, Backend
 
@@ -161,6 +164,87 @@ async def test_a_commit_built_before_the_store_lost_the_agent_is_refused(
     assert (loaded.revision, loaded.head) == (after, b"new 1")
     assert await paused.stream_head("A") == (after.epoch, 2)  # nothing appended
     assert await paused.commit_agent("A", loaded.revision, StateWrite(b"rebuilt"), []) is not None
+
+
+# -- the state, per contact --------------------------------------------------------------
+
+
+def entry(n: int) -> bytes:
+    return b"\x00entry %d " % n + bytes(range(256))
+
+
+async def test_contacts_are_put_and_dropped_per_commit(backend: Backend) -> None:
+    store, other = backend.store(), backend.store()
+    ids = ["c-1", "é:2", "c 3", "v", "h"]  # any text, even a name the store uses itself
+    first = await store.commit_agent(
+        "A", NEVER_STORED, StateWrite(b"h1", {cid: entry(n) for n, cid in enumerate(ids)}), []
+    )
+    assert first is not None
+    loaded = await other.load_agent("A")
+    assert loaded == Versioned(first.revision, b"h1", {cid: entry(n) for n, cid in enumerate(ids)})
+
+    write = StateWrite(b"h2", {"c-1": b"", "new": entry(9)}, ["é:2", "v", "never-there"])
+    second = await store.commit_agent("A", first.revision, write, [env(1)])
+    assert second is not None
+    expected = {"c-1": b"", "c 3": entry(2), "h": entry(4), "new": entry(9)}
+    assert await other.load_agent("A") == Versioned(second.revision, b"h2", expected)
+
+    third = await store.commit_agent("A", second.revision, StateWrite(b"h3"), [])
+    assert third is not None  # a head-only commit leaves every contact as it was
+    assert await other.load_agent("A") == Versioned(third.revision, b"h3", expected)
+
+
+async def test_a_refused_commit_puts_and_drops_no_contact(backend: Backend) -> None:
+    store = backend.store()
+    first = await store.commit_agent(
+        "A", NEVER_STORED, StateWrite(b"h1", {"c-1": b"one", "c-2": b"two"}), []
+    )
+    assert first is not None
+    second = await store.commit_agent("A", first.revision, StateWrite(b"h2", {"c-1": b"1"}), [])
+    assert second is not None
+    stale = StateWrite(b"stale", {"c-1": b"stale", "c-3": b"three"}, ["c-2"])
+    assert await store.commit_agent("A", first.revision, stale, [env(1)]) is None
+    assert await store.load_agent("A") == Versioned(
+        second.revision, b"h2", {"c-1": b"1", "c-2": b"two"}
+    )
+
+
+async def test_a_resent_commit_changes_contacts_once(backend: Backend) -> None:
+    store = backend.store()
+    write = StateWrite(b"h1", {"c-1": b"one"})
+    first = await store.commit_agent("A", NEVER_STORED, write, [env(1)], commit_id="k-1")
+    assert first is not None
+    moved_on = StateWrite(b"h2", {"c-2": b"two"}, ["c-1"])
+    second = await store.commit_agent("A", first.revision, moved_on, [], commit_id="k-2")
+    assert second is not None
+    assert await store.commit_agent("A", NEVER_STORED, write, [env(1)], commit_id="k-1") == first
+    assert await store.load_agent("A") == Versioned(second.revision, b"h2", {"c-2": b"two"})
+
+
+async def test_a_commit_costs_what_it_changed_not_the_history(backend: Backend) -> None:
+    """200 contacts stored, one changed: the commit carries that one (on Redis: the bytes
+    sent with the COMMIT script do not grow with the agent's history)."""
+    store = backend.store()
+    sent: list[int] = []
+    if isinstance(store, RedisStore):
+        commit_call = store._commit_call
+
+        async def measured(keys: Sequence[Any], args: Sequence[Any]) -> Any:
+            sent.append(sum(len(a) for a in args if isinstance(a, bytes | str)))
+            return await commit_call(keys, args)
+
+        store._commit_call = measured
+    revision = NEVER_STORED
+    for n in range(200):
+        write = StateWrite(b"head", {f"c-{n:03d}": entry(n % 10)})
+        committed = await store.commit_agent("A", revision, write, [env(n)])
+        assert committed is not None
+        revision = committed.revision
+    loaded = await store.load_agent("A")
+    assert loaded.contacts == {f"c-{n:03d}": entry(n % 10) for n in range(200)}
+    if backend.kind != "memory":
+        assert len(sent) == 200
+        assert max(sent) - min(sent) < 32, sent  # a few digits of version and ids, no more
 
 
 # -- subscriptions -----------------------------------------------------------------------
