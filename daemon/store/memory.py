@@ -57,7 +57,7 @@ class _AgentRecord:
     head: bytes | None = None
     contacts: dict[str, bytes] = field(default_factory=dict)
     seq: int = 0
-    entries: deque[StreamEntry] = field(default_factory=deque)
+    entries: deque[tuple[float, StreamEntry]] = field(default_factory=deque)  # (appended, entry)
     commits: OrderedDict[str, Committed] = field(default_factory=OrderedDict)
     listeners: list[StreamListener] = field(default_factory=list)
     leases: dict[str, _LeaseRecord] = field(default_factory=dict)
@@ -88,10 +88,12 @@ class MemoryStore(Store):
         self,
         *,
         stream_max: int = 1000,
+        stream_max_age: float = 3600.0,
         idle_ttl: float = 24 * 3600,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream_max = stream_max
+        self._stream_max_age = stream_max_age
         self._idle_ttl = idle_ttl
         self._clock = clock
         self._agents: OrderedDict[str, _AgentRecord] = OrderedDict()
@@ -177,13 +179,15 @@ class MemoryStore(Store):
         for contact in state.dropped:
             record.contacts.pop(contact, None)
         added = []
+        now = self._clock()
         for envelope in envelopes:
             record.seq += 1
             entry = StreamEntry(record.epoch, record.seq, envelope)
-            record.entries.append(entry)
+            record.entries.append((now, entry))
             added.append(entry)
-        while len(record.entries) > self._stream_max:
-            record.entries.popleft()
+        entries, cutoff = record.entries, now - self._stream_max_age
+        while len(entries) > self._stream_max or (added and entries[0][0] < cutoff):
+            entries.popleft()
         committed = Committed(record.revision, added)
         if commit_id is not None:
             record.commits[commit_id] = committed
@@ -214,9 +218,9 @@ class MemoryStore(Store):
             return None
         if after == record.seq:
             return []
-        if not record.entries or record.entries[0].seq > after + 1:
+        if not record.entries or record.entries[0][1].seq > after + 1:
             return None
-        return [e for e in record.entries if e.seq > after]
+        return [e for _, e in record.entries if e.seq > after]
 
     async def resume(self, agent: str, epoch: str | None, after: int) -> Resumed:
         head_epoch, head = await self.stream_head(agent)

@@ -17,6 +17,7 @@ import pytest
 from daemon.store.base import (
     NEVER_STORED,
     Envelope,
+    Resumed,
     Revision,
     StateWrite,
     Store,
@@ -118,6 +119,47 @@ async def test_read_stream_is_all_or_nothing(backend: Backend) -> None:
     assert await store.read_stream("A", "not-the-epoch", last - 1) is None
     assert await store.read_stream("A", "not-the-epoch", last) is None
     assert await store.read_stream("A", epoch, -1) is None
+
+
+async def test_entries_older_than_the_max_age_go_on_the_next_append(backend: Backend) -> None:
+    store = backend.store(stream_max_age=0.5)
+    old = await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1), env(2), env(3)])
+    assert old is not None
+    epoch = old.entries[0].epoch
+    await asyncio.sleep(0.7)
+    assert await store.read_stream("A", epoch, 0) == old.entries  # trimmed only on append
+    quiet = await store.commit_agent("A", old.revision, StateWrite(b"s"), [])
+    assert quiet is not None
+    assert await store.read_stream("A", epoch, 0) == old.entries  # no append, no trim
+
+    new = await store.commit_agent("A", quiet.revision, StateWrite(b"s"), [env(4), env(5)])
+    assert new is not None
+    assert await store.read_stream("A", epoch, 0) is None  # in the aged part: a snapshot
+    assert await store.read_stream("A", epoch, 2) is None
+    assert await store.read_stream("A", epoch, 3) == new.entries  # just after it: kept
+    assert await store.resume("A", epoch, 1) == Resumed(epoch, 5, None)
+    assert await store.resume("A", epoch, 4) == Resumed(epoch, 5, new.entries[1:])
+
+
+async def test_a_long_aged_backlog_goes_within_a_few_appends(backend: Backend) -> None:
+    """Redis drops at most 100 aged entries per append (bounded work per commit); memory drops
+    them all at once. Three appends clear 250 either way."""
+    store = backend.store(stream_max=1000, stream_max_age=0.3)
+    revision = NEVER_STORED
+    for _ in range(5):
+        committed = await store.commit_agent("A", revision, StateWrite(b"s"), [env(1)] * 50)
+        assert committed is not None
+        revision = committed.revision
+    await asyncio.sleep(0.5)
+    new: list[StreamEntry] = []
+    for n in range(3):
+        committed = await store.commit_agent("A", revision, StateWrite(b"s"), [env(n)])
+        assert committed is not None
+        revision, new = committed.revision, new + committed.entries
+    epoch, last = await store.stream_head("A")
+    assert last == 253
+    assert await store.read_stream("A", epoch, 250) == new
+    assert await store.read_stream("A", epoch, 249) is None
 
 
 async def test_lost_stream_gets_a_new_epoch(backend: Backend) -> None:

@@ -10,8 +10,11 @@ Keys of agent A (`<p>` the prefix; `{A}` a hash tag, so one agent's keys share o
                                                 commit sets and deletes only the contacts it
                                                 changed); idle TTL
 `<p>:{A}:meta`                        hash      `e` stream epoch, `s` last seq; idle TTL
-`<p>:{A}:stream`                      stream    entry id `<seq>-0`, field `d` = msgpack envelope;
-                                                `XADD MAXLEN ~ stream_max`; idle TTL
+`<p>:{A}:stream`                      stream    entry id `<seq>-0`, field `d` = msgpack envelope,
+                                                `t` = server time of the append (ms);
+                                                `XADD MAXLEN ~ stream_max`, and entries older
+                                                than `stream_max_age` dropped on append (at
+                                                most 100 per commit); idle TTL
 `<p>:{A}:commits`                     list      the last 16 commits, `<id>|<epoch>:<v>:<first>`:
                                                 a re-sent commit is answered, not re-applied
 `<p>:{A}:ch`                          channel   pub/sub (sharded on a cluster); one message
@@ -57,6 +60,7 @@ CONTACT = "c:"  # the state hash's field of a contact: `c:<contact id>`
 
 class RedisAgentLog(RedisBase, AgentLog):
     _stream_max: int
+    _stream_max_age_ms: int
     _publish: str
     _pubsub: PubSubHub
     _commit: Any  # registered scripts (see RedisStore.__init__)
@@ -115,6 +119,7 @@ class RedisAgentLog(RedisBase, AgentLog):
                     self._publish,
                     self._channel(agent),
                     commit_id or secrets.token_hex(12),
+                    self._stream_max_age_ms,
                     len(state.put),
                     len(drops),
                     *puts,

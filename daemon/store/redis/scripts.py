@@ -48,10 +48,48 @@ end
 """
 
 RECENT_COMMITS = 16  # commit ids remembered per agent, to recognise a re-sent commit
+AGE_TRIM_BATCH = 100  # stream entries a commit drops for age at most (bounded work per commit)
+
+# Drop stream entries appended (field `t`, the server's ms clock) before `cutoff`, oldest
+# first, at most AGE_TRIM_BATCH per call; an entry without `t` is kept, and so is everything
+# after it. XDEL, not XTRIM MINID, so that Redis 6.0 runs it too.
+_AGE = (
+    """
+local function appended_at(entry)
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 't' then
+      return tonumber(fields[i + 1])
+    end
+  end
+  return nil
+end
+
+local function trim_aged(stream, cutoff)
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  local at = oldest[1] and appended_at(oldest[1])
+  if not at or at >= cutoff then
+    return
+  end
+  local batch = redis.call('XRANGE', stream, '-', '+', 'COUNT', """
+    + str(AGE_TRIM_BATCH)
+    + """)
+  local ids = {}
+  for i = 1, #batch do
+    at = appended_at(batch[i])
+    if not at or at >= cutoff then
+      break
+    end
+    ids[i] = batch[i][1]
+  end
+  redis.call('XDEL', stream, unpack(ids))
+end
+"""
+)
 
 # KEYS: state, meta, stream, commits
 # ARGV: expected version, expected epoch ('' for none), head, epoch candidate, stream max,
-#       idle ttl s, publish cmd, channel, commit id, n put, n dropped,
+#       idle ttl s, publish cmd, channel, commit id, stream max age ms, n put, n dropped,
 #       then n put (field, entry) pairs, n dropped fields, then the envelopes
 # Returns "<epoch>:<version>:<first seq>" (the new revision; first = 0 when there are no
 # envelopes), or nil when the stored revision (`v`, and `e`: the stream epoch the state was
@@ -59,9 +97,11 @@ RECENT_COMMITS = 16  # commit ids remembered per agent, to recognise a re-sent c
 # re-sent commit (redis-py retries EVALSHA when a reply is lost): it writes nothing and answers
 # what the first did. The state hash gets the head and only the contact fields the commit put
 # or dropped, after every check: the first write is the version's, so an OOM refusal of it
-# leaves every contact field as it was.
+# leaves every contact field as it was. Each entry appended records the server's time (`t`,
+# ms); an append drops entries older than the max age from the front of the stream.
 COMMIT = (
     _EPOCH
+    + _AGE
     + """
 local tag = ARGV[9] .. '|'
 local recent = redis.call('LRANGE', KEYS[4], 0, -1)
@@ -76,8 +116,8 @@ if version ~= tonumber(ARGV[1]) or (stored[2] or '') ~= ARGV[2] then
   return false
 end
 redis.call('HSET', KEYS[1], 'v', version + 1, 'h', ARGV[3])
-local puts, drops = tonumber(ARGV[10]), tonumber(ARGV[11])
-local at = 11
+local puts, drops = tonumber(ARGV[11]), tonumber(ARGV[12])
+local at = 12
 for i = 1, puts do
   redis.call('HSET', KEYS[1], ARGV[at + 1], ARGV[at + 2])
   at = at + 2
@@ -94,11 +134,16 @@ if n > 0 then
   local last = redis.call('HINCRBY', KEYS[2], 's', n)
   first = last - n + 1
   local publication = {epoch, first}
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   for i = 1, n do
     local data = ARGV[at + i]
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], (first + i - 1) .. '-0', 'd', data)
+    redis.call(
+      'XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], (first + i - 1) .. '-0', 'd', data, 't', now
+    )
     publication[2 + i] = data
   end
+  trim_aged(KEYS[3], now - tonumber(ARGV[10]))
   redis.call(ARGV[7], ARGV[8], cmsgpack.pack(publication))
 end
 local result = epoch .. ':' .. (version + 1) .. ':' .. first
