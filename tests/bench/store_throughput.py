@@ -33,7 +33,7 @@ from typing import Any
 
 import msgpack
 
-from daemon.store.base import NEVER_STORED, Envelope, StateWrite, Store, StreamEntry
+from daemon.store.base import NEVER_STORED, Envelope, Revision, StateWrite, Store, StreamEntry
 from daemon.store.memory import MemoryStore
 from daemon.store.redis import RedisStore
 from tests.redis_servers import RedisCluster, RedisServer
@@ -70,12 +70,26 @@ def encode(head: dict[str, Any], contacts: dict[str, bytes], changed: str) -> St
     return StateWrite(msgpack.packb(head), {changed: contacts[changed]})
 
 
+async def seed(store: Store, agent: str, shape: tuple[int, int]) -> Revision:
+    """Store the agent's whole initial state (not timed: it is there before the events)."""
+    head, contacts = initial_state(agent, *shape)
+    committed = await store.commit_agent(
+        agent, NEVER_STORED, StateWrite(msgpack.packb(head), contacts), []
+    )
+    assert committed is not None
+    return committed.revision
+
+
 async def run_agent(
-    store: Store, agent: str, events: int, shape: tuple[int, int], tally: list[int]
+    store: Store,
+    agent: str,
+    revision: Revision,
+    events: int,
+    shape: tuple[int, int],
+    tally: list[int],
 ) -> int:
-    """One agent's event loop as the owning node runs it; returns the conflicts seen.
-    `tally` adds up [entries delivered, commits, state bytes written]."""
-    revision = NEVER_STORED
+    """One agent's event loop as the owning node runs it, from its seeded state; returns the
+    conflicts seen. `tally` adds up [entries delivered, commits, state bytes written]."""
     head, contacts = initial_state(agent, *shape)
     conflicts = 0
 
@@ -115,10 +129,20 @@ async def measure(
     tally = [0, 0, 0]
     names = [f"bench-{name}-{i}" for i in range(agents)]
     # Warm up connections, scripts and the pub/sub reader outside the timed section.
-    await asyncio.gather(*(run_agent(store, f"warm-{a}", 2, shape, [0, 0, 0]) for a in names))
+    warm = [f"warm-{a}" for a in names]
+    seeded = await asyncio.gather(*(seed(store, agent, shape) for agent in warm + names))
+    await asyncio.gather(
+        *(
+            run_agent(store, a, r, 2, shape, [0, 0, 0])
+            for a, r in zip(warm, seeded[: len(warm)], strict=True)
+        )
+    )
     started = time.perf_counter()
     conflicts = await asyncio.gather(
-        *(run_agent(store, agent, events, shape, tally) for agent in names)
+        *(
+            run_agent(store, agent, revision, events, shape, tally)
+            for agent, revision in zip(names, seeded[len(warm) :], strict=True)
+        )
     )
     elapsed = time.perf_counter() - started
     total = agents * events

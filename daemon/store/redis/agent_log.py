@@ -9,9 +9,12 @@ Keys of agent A (`<p>` the prefix; `{A}` a hash tag, so one agent's keys share o
                                                 `c:<contact id>` one entry per contact (a
                                                 commit sets and deletes only the contacts it
                                                 changed); idle TTL
-`<p>:{A}:meta`                        hash      `e` stream epoch, `s` last seq; idle TTL
+`<p>:{A}:meta`                        hash      `e` stream epoch, `s` last seq, `o` a time (ms)
+                                                no later than the oldest entry's append: an
+                                                append looks at the stream's front for age
+                                                only once `o` is past the max age; idle TTL
 `<p>:{A}:stream`                      stream    entry id `<seq>-0`, field `d` = msgpack envelope,
-                                                `t` = server time of the append (ms);
+                                                `t` = the committing node's clock (ms);
                                                 `XADD MAXLEN ~ stream_max`, and entries older
                                                 than `stream_max_age` dropped on append (at
                                                 most 100 per commit); idle TTL
@@ -28,6 +31,7 @@ which tells resuming tabs that they need a snapshot.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,6 +124,7 @@ class RedisAgentLog(RedisBase, AgentLog):
                     self._channel(agent),
                     commit_id or secrets.token_hex(12),
                     self._stream_max_age_ms,
+                    int(time.time() * 1000),
                     len(state.put),
                     len(drops),
                     *puts,

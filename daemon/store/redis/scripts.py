@@ -50,9 +50,12 @@ end
 RECENT_COMMITS = 16  # commit ids remembered per agent, to recognise a re-sent commit
 AGE_TRIM_BATCH = 100  # stream entries a commit drops for age at most (bounded work per commit)
 
-# Drop stream entries appended (field `t`, the server's ms clock) before `cutoff`, oldest
-# first, at most AGE_TRIM_BATCH per call; an entry without `t` is kept, and so is everything
-# after it. XDEL, not XTRIM MINID, so that Redis 6.0 runs it too.
+# Drop stream entries appended (field `t`, ms) before `cutoff`, oldest first, at most
+# AGE_TRIM_BATCH per call; an entry without `t` is kept, and so is everything after it.
+# Returns a time no later than the first kept entry's append (`now` if it has no `t`), which
+# the caller keeps in the meta hash (`o`) so that the next appends look at the stream only once
+# that time is past the max age: most commits read one field, not an entry. XDEL, not XTRIM
+# MINID, so that Redis 6.0 runs it too.
 _AGE = (
     """
 local function appended_at(entry)
@@ -65,40 +68,43 @@ local function appended_at(entry)
   return nil
 end
 
-local function trim_aged(stream, cutoff)
-  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-  local at = oldest[1] and appended_at(oldest[1])
-  if not at or at >= cutoff then
-    return
-  end
+local function trim_aged(stream, cutoff, now)
   local batch = redis.call('XRANGE', stream, '-', '+', 'COUNT', """
     + str(AGE_TRIM_BATCH)
     + """)
   local ids = {}
+  local kept = 0
   for i = 1, #batch do
-    at = appended_at(batch[i])
+    local at = appended_at(batch[i])
     if not at or at >= cutoff then
+      kept = at or now
       break
     end
     ids[i] = batch[i][1]
   end
-  redis.call('XDEL', stream, unpack(ids))
+  if #ids > 0 then
+    redis.call('XDEL', stream, unpack(ids))
+  end
+  return kept
 end
 """
 )
 
 # KEYS: state, meta, stream, commits
 # ARGV: expected version, expected epoch ('' for none), head, epoch candidate, stream max,
-#       idle ttl s, publish cmd, channel, commit id, stream max age ms, n put, n dropped,
-#       then n put (field, entry) pairs, n dropped fields, then the envelopes
+#       idle ttl s, publish cmd, channel, commit id, stream max age ms, now (ms, the
+#       committing node's wall clock), n put, n dropped, then n put (field, entry) pairs,
+#       n dropped fields, then the envelopes
 # Returns "<epoch>:<version>:<first seq>" (the new revision; first = 0 when there are no
 # envelopes), or nil when the stored revision (`v`, and `e`: the stream epoch the state was
 # written in) is not the expected one. A commit id already in the agent's recent commits is a
 # re-sent commit (redis-py retries EVALSHA when a reply is lost): it writes nothing and answers
 # what the first did. The state hash gets the head and only the contact fields the commit put
 # or dropped, after every check: the first write is the version's, so an OOM refusal of it
-# leaves every contact field as it was. Each entry appended records the server's time (`t`,
-# ms); an append drops entries older than the max age from the front of the stream.
+# leaves every contact field as it was. Each entry appended records its append time (`t`, ms,
+# the committing node's clock: a script calling TIME costs a sixth more, and a skewed clock
+# only trims early, which costs readers a snapshot, or late, which the count cap bounds); an
+# append drops entries older than the max age from the front of the stream.
 COMMIT = (
     _EPOCH
     + _AGE
@@ -116,8 +122,8 @@ if version ~= tonumber(ARGV[1]) or (stored[2] or '') ~= ARGV[2] then
   return false
 end
 redis.call('HSET', KEYS[1], 'v', version + 1, 'h', ARGV[3])
-local puts, drops = tonumber(ARGV[11]), tonumber(ARGV[12])
-local at = 12
+local puts, drops = tonumber(ARGV[12]), tonumber(ARGV[13])
+local at = 13
 for i = 1, puts do
   redis.call('HSET', KEYS[1], ARGV[at + 1], ARGV[at + 2])
   at = at + 2
@@ -134,8 +140,7 @@ if n > 0 then
   local last = redis.call('HINCRBY', KEYS[2], 's', n)
   first = last - n + 1
   local publication = {epoch, first}
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = tonumber(ARGV[11])
   for i = 1, n do
     local data = ARGV[at + i]
     redis.call(
@@ -143,7 +148,10 @@ if n > 0 then
     )
     publication[2 + i] = data
   end
-  trim_aged(KEYS[3], now - tonumber(ARGV[10]))
+  local cutoff = now - tonumber(ARGV[10])
+  if tonumber(redis.call('HGET', KEYS[2], 'o') or '0') < cutoff then
+    redis.call('HSET', KEYS[2], 'o', trim_aged(KEYS[3], cutoff, now))
+  end
   redis.call(ARGV[7], ARGV[8], cmsgpack.pack(publication))
 end
 local result = epoch .. ':' .. (version + 1) .. ':' .. first
