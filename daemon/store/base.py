@@ -154,9 +154,10 @@ class AgentLog(abc.ABC):
 
     The stream keeps the most recent entries: at most `stream_max` of them, and none appended
     more than `stream_max_age` seconds before the latest append (both trimmed on append, oldest
-    first; age by the store's clock, with bounded work per commit in Redis; an agent that
-    appends nothing keeps what it has until its idle expiry). `read_stream` is all-or-nothing
-    over what is kept: a position in the trimmed part gets None, and the reader a snapshot.
+    first; ages by the clock of the process that commits, and Redis drops at most 100 entries
+    per append; an agent that appends nothing keeps what it has until its idle expiry).
+    `read_stream` is all-or-nothing over what is kept: a position in the trimmed part gets
+    None, and the reader a snapshot.
 
     Delivery: `subscribe` is a *hint*, at-most-once. Redis pub/sub drops messages when a
     connection breaks, a node restarts, a slot moves or a client is killed; the memory store
