@@ -62,7 +62,10 @@ class Daemon:
         s = self.settings
         self.secret = self._secret()
         self.store = self._given_store or open_store(
-            s.redis_url, cluster=s.redis_cluster or None, stream_max=s.stream_max
+            s.redis_url,
+            cluster=s.redis_cluster or None,
+            stream_max=s.stream_max,
+            stream_max_age=s.stream_max_age_seconds,
         )
         self.store = instrumented(self.store, self.metrics.store_operation)
         self.hub = AgentHub(self.store, s.rules(), s.node_id, self.metrics)

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # redis://, rediss://, unix://; None: in-memory store
     redis_cluster: bool = False
     stream_max: int = 1000
+    stream_max_age_seconds: float = Field(default=3600.0, gt=0)
     node_ttl_seconds: float = 6.0
 
     # Zendesk (None: the embedded sandbox)

@@ -124,6 +124,8 @@ class _Change:
         self.open_ids: Mapping[str, None] = state.open_ids
         self.finish_order: Mapping[str, float] = state.finish_order
         self.owned: Mapping[str | None, frozenset[str]] = state.owned
+        self.order: Mapping[str, int] = state.order
+        self.next_order = state.next_order
         self.forgotten: Mapping[str, float] = state.forgotten
         self.media: MediaState = state.media
         self.contact_bytes = state.contact_bytes
@@ -161,6 +163,9 @@ class _Change:
             if old is not None:
                 self._disown(owned, old.owner_tab, cid)
             owned[new.owner_tab] = owned.get(new.owner_tab, frozenset()) | {cid}
+        if old is None:
+            self._own("order")[cid] = self.next_order
+            self.next_order += 1
         if old is None and new.finished_at is None:
             self._own("open_ids")[cid] = None
         if new.finished_at is not None and (old is None or old.finished_at is None):
@@ -178,6 +183,7 @@ class _Change:
         self._disown(self._own("owned"), old.owner_tab, cid)
         self._own("open_ids").pop(cid, None)
         self._own("finish_order").pop(cid, None)
+        self._own("order").pop(cid)
         self._own("forgotten")[cid] = self.ctx.now
         self.contact_bytes -= len(old.packed())
         self.touched[cid] = None
@@ -726,9 +732,9 @@ class _Change:
             open_ids=self.open_ids,
             finish_order=self.finish_order,
             owned=self.owned,
+            order=self.order,
+            next_order=self.next_order,
             contact_bytes=self.contact_bytes,
-            segment_base=self.base.encoded_segments(),
-            segment_changes=tuple(self.touched),
         )
         return Outcome(
             state=state,

@@ -51,5 +51,6 @@ class Outcome:
     assignment: TabAssignment | None = None
     changed: bool = field(default=True)
     # The contacts this event created, changed or dropped, in that order of work: the shell
-    # looks only at these (metrics, logs) instead of walking the whole aggregate.
+    # looks only at these (the commit's delta, `AgentState.write`; metrics, logs) instead of
+    # walking the whole aggregate.
     touched: tuple[str, ...] = ()

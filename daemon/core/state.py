@@ -9,18 +9,21 @@ changed in place), so a new state shares everything it did not touch with the ol
 costs what it touches, not what the agent has accumulated. Pydantic stays at the wire boundary;
 nothing in here is validated twice.
 
-The aggregate serialises to msgpack for the store. Each contact packs itself once and keeps the
-bytes (`Contact.packed`), and `AgentState.to_bytes` splices those into the aggregate's
-encoding, so re-encoding after an event costs the contacts it touched plus a concatenation.
+The aggregate is stored per contact (msgpack): a head (tabs, media, tombstones: small and
+bounded) and one entry per contact, so a commit writes the head and the contacts the event
+touched (`AgentState.write`), not the agent's history. Each contact packs itself once and keeps
+the bytes (`Contact.packed`). A hash has no order, so each entry carries the contact's place in
+creation order (`AgentState.order`), which `AgentState.decode` restores.
 """
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 import msgpack
 
+from daemon.store.base import StateWrite
 from protocol.messages import (
     AssignmentMode,
     ClickToDial,
@@ -162,7 +165,7 @@ class Contact:
     # an open contact quiet for `Rules.idle_contact_seconds` is abandoned. None: created_at.
     active_at: float | None = None
     finished_at: float | None = None
-    # This contact's map entry, encoded once (see `packed`); not part of its value.
+    # This contact's encoding, made once (see `packed`); not part of its value.
     _packed: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -245,10 +248,9 @@ class Contact:
         return cls.new(**values)
 
     def packed(self) -> bytes:
-        """The contact's entry in the encoded contacts map (its id, then its fields, in
-        msgpack); computed on first use and kept with the value."""
+        """The contact's fields in msgpack; computed on first use and kept with the value."""
         if self._packed is None:
-            object.__setattr__(self, "_packed", _pack(self.contact_id) + _pack(self.to_dict()))
+            object.__setattr__(self, "_packed", _pack(self.to_dict()))
         assert self._packed is not None
         return self._packed
 
@@ -287,14 +289,17 @@ class MediaState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentState:
-    """One agent's tabs and contacts, and indexes derived from them (never stored).
+    """One agent's tabs and contacts, and indexes derived from them.
 
     `contacts` keeps creation order. The indexes let the core find what time may change
     without walking every contact: `open_ids` (unfinished contacts in creation order, a
     mapping to None used as an ordered set), `finish_order` (finished contacts, oldest finish
     first: the pruning queue) and `owned` (contacts by owning tab, `None` for contacts
-    without an owner). `forgotten` is in the order contacts were pruned. The core keeps the
-    indexes in step with every change; `build_state` computes them when a state is decoded.
+    without an owner). `forgotten` is in the order contacts were pruned. `order` gives each
+    contact its place in creation order as stored (strictly increasing along `contacts`;
+    `next_order` is above all of them), which is how a decode restores the order. The core
+    keeps the indexes in step with every change; `build_state` computes them when a state is
+    decoded.
     """
 
     agent_id: str
@@ -308,12 +313,9 @@ class AgentState:
     open_ids: Mapping[str, None] = field(default_factory=dict, compare=False)
     finish_order: Mapping[str, float] = field(default_factory=dict, compare=False)
     owned: Mapping[str | None, frozenset[str]] = field(default_factory=dict, compare=False)
+    order: Mapping[str, int] = field(default_factory=dict, compare=False)
+    next_order: int = field(default=0, compare=False)
     contact_bytes: int = field(default=0, compare=False)  # sum of the contacts' encodings
-    # The encoding of `contacts` in segments (see `Segments`), made by `to_bytes` from the
-    # previous state's segments and the contacts changed since; never part of the value.
-    segment_base: "Segments | None" = field(default=None, compare=False, repr=False)
-    segment_changes: tuple[str, ...] = field(default=(), compare=False, repr=False)
-    _segments: "Segments | None" = field(default=None, compare=False, repr=False)
     # What the core learnt about time in this state (`daemon.core.agent`), kept with it so a
     # repeat decided on it does not redo the work; never part of the value. `settled`: rules,
     # live set and an instant at which `expire` had nothing to do. `deadline`: rules, live
@@ -333,28 +335,8 @@ class AgentState:
                 return tab.zendesk_user_id, tab.agent_name
         return None, next((t.agent_name for t in tabs if t.agent_name), None)
 
-    def encoded_segments(self) -> "Segments | None":
-        """The segments if `to_bytes` already made them (a new state builds on them)."""
-        return self._segments
-
-    def segments(self) -> "Segments":
-        """The contacts' encoding, re-encoding only the segments holding changed contacts."""
-        if self._segments is None:
-            if self.segment_base is None:
-                segments = Segments.build(self.contacts)
-            else:
-                segments = self.segment_base.after(self.contacts, self.segment_changes)
-            object.__setattr__(self, "_segments", segments)
-            object.__setattr__(self, "segment_base", None)  # keep no chain of old states
-        assert self._segments is not None
-        return self._segments
-
-    def to_bytes(self) -> bytes:
-        """The aggregate as one msgpack map; contacts are spliced in from cached segments.
-
-        Costs the tabs, the tombstones and the segments holding contacts changed since the
-        state this one was made from (when that one was encoded), not every contact.
-        """
+    def head(self) -> bytes:
+        """Everything but the contacts, as one msgpack map (tabs spliced from their cache)."""
         head = {
             "agent_id": self.agent_id,
             "media": self.media.to_dict(),
@@ -362,86 +344,46 @@ class AgentState:
             "forgotten": dict(self.forgotten),
         }
         packer = msgpack.Packer(use_bin_type=True)
-        parts = [packer.pack_map_header(len(head) + 2)]
+        parts = [packer.pack_map_header(len(head) + 1)]
         parts.extend(packer.pack(k) + packer.pack(v) for k, v in head.items())
         parts.append(packer.pack("tabs") + packer.pack_map_header(len(self.tabs)))
         parts.extend(tab.packed() for tab in self.tabs.values())
-        parts.append(packer.pack("contacts") + packer.pack_map_header(len(self.contacts)))
-        parts.extend(segment.blob for segment in self.segments().parts)
         return b"".join(parts)
 
+    def entry(self, contact_id: str) -> bytes:
+        """A contact's stored entry: msgpack `[order, fields]`, the fields spliced in."""
+        return b"\x92" + _pack(self.order[contact_id]) + self.contacts[contact_id].packed()
+
+    def write(self, changed: Iterable[str]) -> StateWrite:
+        """What a commit of this state writes on top of the state it was made from, given
+        the contacts created, changed or dropped since (an `Outcome`'s `touched`): the head
+        and those contacts' entries. Costs the tabs and tombstones plus what changed."""
+        put: dict[str, bytes] = {}
+        dropped: list[str] = []
+        for cid in changed:
+            if cid in self.contacts:
+                put[cid] = self.entry(cid)
+            else:
+                dropped.append(cid)
+        return StateWrite(self.head(), put, dropped)
+
     @classmethod
-    def from_bytes(cls, blob: bytes) -> "AgentState":
-        data: Any = msgpack.unpackb(blob, raw=False)
-        contacts = {cid: Contact.from_dict(c) for cid, c in data["contacts"].items()}
+    def decode(cls, head: bytes, entries: Mapping[str, bytes]) -> "AgentState":
+        """The state from its head and every contact entry (in any order)."""
+        data: Any = msgpack.unpackb(head, raw=False)
+        ordered = sorted(
+            (msgpack.unpackb(entry, raw=False) for entry in entries.values()),
+            key=operator.itemgetter(0),
+        )
         return build_state(
             agent_id=data["agent_id"],
             tabs={tid: Tab(**t) for tid, t in data["tabs"].items()},
-            contacts=contacts,
+            contacts={c["contact_id"]: Contact.from_dict(c) for _, c in ordered},
+            order={c["contact_id"]: place for place, c in ordered},
             media=MediaState(**data["media"]),
             published_media=data["published_media"],
             forgotten=data["forgotten"],
         )
-
-
-SEGMENT_SIZE = 16  # contacts per cached segment of the encoding
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """Consecutive contacts (creation order) and their map entries, encoded back to back."""
-
-    ids: tuple[str, ...]
-    members: frozenset[str]
-    blob: bytes
-
-    @classmethod
-    def encode(cls, contacts: Mapping[str, Contact], ids: tuple[str, ...]) -> "Segment":
-        blob = b"".join([contacts[cid].packed() for cid in ids])
-        return cls(ids, frozenset(ids), blob)
-
-
-@dataclass(frozen=True, slots=True)
-class Segments:
-    """The contacts map's encoding as segments, so a change re-encodes one segment."""
-
-    parts: tuple[Segment, ...]
-
-    @classmethod
-    def build(cls, contacts: Mapping[str, Contact]) -> "Segments":
-        ids = tuple(contacts)
-        return cls(
-            tuple(
-                Segment.encode(contacts, ids[i : i + SEGMENT_SIZE])
-                for i in range(0, len(ids), SEGMENT_SIZE)
-            )
-        )
-
-    def after(self, contacts: Mapping[str, Contact], changed: tuple[str, ...]) -> "Segments":
-        """These segments once the `changed` contacts (in the order first changed) were
-        replaced, added or dropped; a new contact goes at the end, as in `contacts`.
-        Untouched segments are kept as they are."""
-        parts: list[Segment] = []
-        placed: set[str] = set()
-        pending = frozenset(changed)
-        for segment in self.parts:
-            hit = pending & segment.members
-            if not hit:
-                parts.append(segment)
-                continue
-            placed |= hit
-            ids = tuple(cid for cid in segment.ids if cid in contacts)
-            if ids:
-                parts.append(Segment.encode(contacts, ids))
-        added = [cid for cid in changed if cid not in placed and cid in contacts]
-        if added:
-            tail = parts.pop().ids if parts and len(parts[-1].ids) < SEGMENT_SIZE else ()
-            ids = (*tail, *added)
-            parts.extend(
-                Segment.encode(contacts, ids[i : i + SEGMENT_SIZE])
-                for i in range(0, len(ids), SEGMENT_SIZE)
-            )
-        return Segments(tuple(parts))
 
 
 def build_state(
@@ -449,6 +391,7 @@ def build_state(
     agent_id: str,
     tabs: Mapping[str, Tab],
     contacts: Mapping[str, Contact],
+    order: Mapping[str, int],
     media: MediaState,
     published_media: Mapping[str, Any] | None,
     forgotten: Mapping[str, float],
@@ -471,5 +414,7 @@ def build_state(
         open_ids={c.contact_id: None for c in contacts.values() if c.finished_at is None},
         finish_order={c.contact_id: c.finished_at or 0.0 for c in finished},
         owned=owned,
+        order=order,
+        next_order=max(order.values(), default=-1) + 1,
         contact_bytes=sum(len(c.packed()) for c in contacts.values()),
     )

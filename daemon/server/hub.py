@@ -260,8 +260,8 @@ class AgentHub:
         if cached is not None and cached.revision == stored.revision:
             return cached.revision, cached.state
         state = (
-            AgentState.from_bytes(stored.state)
-            if stored.state is not None
+            AgentState.decode(stored.head, stored.contacts)
+            if stored.head is not None
             else new_agent(agent, self.rules)
         )
         self._remember(agent, _Cached(stored.revision, state))
@@ -364,15 +364,15 @@ class AgentHub:
                     )
                     for p in publishes
                 ]
-                blob = outcome.state.to_bytes()
-                committed = await self.store.commit_agent(agent, revision, blob, envelopes)
+                write = outcome.state.write(outcome.touched)  # a delta against `revision`
+                committed = await self.store.commit_agent(agent, revision, write, envelopes)
                 if committed is None:
                     self.metrics.conflicts.inc()
                     fresh = True
                     continue
                 entries = committed.entries
                 last = entries[-1] if entries else None
-                self.metrics.state_bytes.observe(len(blob))
+                self.metrics.state_bytes.observe(write.size)
                 self._remember(
                     agent,
                     _Cached(

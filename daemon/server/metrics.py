@@ -242,7 +242,10 @@ class Metrics:
             "switchboard_bound_refusals_total", "Events refused by a bound", ["bound"], registry=r
         )
         self.state_bytes = Histogram(
-            "switchboard_state_bytes", "Committed agent state size", buckets=STATE_BYTES, registry=r
+            "switchboard_state_bytes",
+            "Agent state bytes written per commit (the head and the contacts it changed)",
+            buckets=STATE_BYTES,
+            registry=r,
         )
         self.event_seconds = Histogram(
             "switchboard_event_duration_seconds",

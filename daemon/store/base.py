@@ -28,8 +28,8 @@ that comes back after that starts afresh, with a new stream epoch.
 """
 
 import abc
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -56,9 +56,33 @@ NEVER_STORED = Revision(None, 0)
 
 
 @dataclass(frozen=True, slots=True)
+class StateWrite:
+    """What a commit writes of the agent's state: the head (everything but the contacts, small
+    and bounded) and, per contact, only what changed since the revision it is built on.
+
+    `put` maps contact ids to their new encoded entries (added or replaced); `dropped` names
+    contacts whose entries go. A commit therefore costs what the event touched, not the
+    agent's history. The store treats every value as opaque bytes.
+    """
+
+    head: bytes
+    put: Mapping[str, bytes] = field(default_factory=dict)
+    dropped: Sequence[str] = ()
+
+    @property
+    def size(self) -> int:
+        """The state bytes this write carries (head and put entries)."""
+        return len(self.head) + sum(len(entry) for entry in self.put.values())
+
+
+@dataclass(frozen=True, slots=True)
 class Versioned:
+    """A stored state: its revision, head and every contact entry (None and empty if never
+    stored)."""
+
     revision: Revision
-    state: bytes | None
+    head: bytes | None
+    contacts: Mapping[str, bytes] = field(default_factory=dict)
 
     @property
     def version(self) -> int:
@@ -119,12 +143,21 @@ class Subscription(abc.ABC):
 class AgentLog(abc.ABC):
     """The agent aggregate, its stream, and notification of new entries.
 
-    Durability: a successful `commit_agent` has written the state and appended every envelope
-    (each with the next seq of the stream's current epoch) in one atomic step. Concurrency is
-    optimistic on the whole `Revision`: a commit applies only on top of exactly the state it
-    was built from, which a version alone cannot tell after the store lost the agent. The
-    stream keeps the most recent entries (a count cap); `read_stream` is all-or-nothing over
-    what is kept.
+    Durability: a successful `commit_agent` has checked the revision, written the state's head,
+    put and dropped its contact entries, appended every envelope (each with the next seq of
+    the stream's current epoch) and recorded its commit id in one atomic step. The state is
+    kept per contact, so a commit writes only the contacts it changed (`StateWrite`) and a
+    load returns the head with every entry. Concurrency is optimistic on the whole
+    `Revision`: a commit applies only on top of exactly the state it was built from, which a
+    version alone cannot tell after the store lost the agent; that is also what makes a delta
+    against that state sound.
+
+    The stream keeps the most recent entries: at most `stream_max` of them, and none appended
+    more than `stream_max_age` seconds before the latest append (both trimmed on append, oldest
+    first; ages by the clock of the process that commits, and Redis drops at most 100 entries
+    per append; an agent that appends nothing keeps what it has until its idle expiry).
+    `read_stream` is all-or-nothing over what is kept: a position in the trimmed part gets
+    None, and the reader a snapshot.
 
     Delivery: `subscribe` is a *hint*, at-most-once. Redis pub/sub drops messages when a
     connection breaks, a node restarts, a slot moves or a client is killed; the memory store
@@ -143,14 +176,15 @@ class AgentLog(abc.ABC):
         self,
         agent: str,
         expected: Revision,
-        state: bytes,
+        state: StateWrite,
         envelopes: Sequence[Envelope],
         *,
         commit_id: str | None = None,
     ) -> Committed | None:
-        """Write the state and append the envelopes if the stored revision is still `expected`
-        (epoch and version), else None and nothing written. The new revision has the next
-        version and the stream's current epoch (created if the stream is gone).
+        """Write the state (replace the head, put and drop the contact entries) and append the
+        envelopes if the stored revision is still `expected` (epoch and version), else None and
+        nothing written. The new revision has the next version and the stream's current epoch
+        (created if the stream is gone).
 
         Idempotent per `commit_id` (a fresh random id if not given): the store remembers the
         ids of the agent's recent commits, and a commit whose id it has already applied —

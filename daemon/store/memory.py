@@ -1,8 +1,8 @@
 """The embedded default store: one process, no dependencies, same contract as Redis.
 
-State is kept as the same serialised bytes the Redis store keeps, so no caller can come to
-rely on sharing live objects with the store. Methods never await between reading and writing,
-which is what makes each of them atomic under asyncio.
+State is kept as the same serialised bytes the Redis store keeps (a head and one entry per
+contact), so no caller can come to rely on sharing live objects with the store. Methods never
+await between reading and writing, which is what makes each of them atomic under asyncio.
 
 Everything of one agent lives in one `_AgentRecord`, so forgetting an agent is one dict
 deletion. Records expire after `idle_ttl` without a write or a head read, as the Redis keys do
@@ -29,6 +29,7 @@ from daemon.store.base import (
     Lease,
     Resumed,
     Revision,
+    StateWrite,
     Store,
     StreamEntry,
     StreamListener,
@@ -53,9 +54,10 @@ class _AgentRecord:
     epoch: str
     touched: float
     version: int = 0
-    state: bytes | None = None
+    head: bytes | None = None
+    contacts: dict[str, bytes] = field(default_factory=dict)
     seq: int = 0
-    entries: deque[StreamEntry] = field(default_factory=deque)
+    entries: deque[tuple[float, StreamEntry]] = field(default_factory=deque)  # (appended, entry)
     commits: OrderedDict[str, Committed] = field(default_factory=OrderedDict)
     listeners: list[StreamListener] = field(default_factory=list)
     leases: dict[str, _LeaseRecord] = field(default_factory=dict)
@@ -86,10 +88,12 @@ class MemoryStore(Store):
         self,
         *,
         stream_max: int = 1000,
+        stream_max_age: float = 3600.0,
         idle_ttl: float = 24 * 3600,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream_max = stream_max
+        self._stream_max_age = stream_max_age
         self._idle_ttl = idle_ttl
         self._clock = clock
         self._agents: OrderedDict[str, _AgentRecord] = OrderedDict()
@@ -152,13 +156,13 @@ class MemoryStore(Store):
         record = self._peek(agent)
         if record is None:
             return Versioned(NEVER_STORED, None)
-        return Versioned(record.revision, record.state)
+        return Versioned(record.revision, record.head, dict(record.contacts))
 
     async def commit_agent(
         self,
         agent: str,
         expected: Revision,
-        state: bytes,
+        state: StateWrite,
         envelopes: Sequence[Envelope],
         *,
         commit_id: str | None = None,
@@ -170,15 +174,20 @@ class MemoryStore(Store):
         if record.revision != expected:
             return None
         record.version += 1
-        record.state = state
+        record.head = state.head
+        record.contacts.update(state.put)
+        for contact in state.dropped:
+            record.contacts.pop(contact, None)
         added = []
+        now = self._clock()
         for envelope in envelopes:
             record.seq += 1
             entry = StreamEntry(record.epoch, record.seq, envelope)
-            record.entries.append(entry)
+            record.entries.append((now, entry))
             added.append(entry)
-        while len(record.entries) > self._stream_max:
-            record.entries.popleft()
+        entries, cutoff = record.entries, now - self._stream_max_age
+        while len(entries) > self._stream_max or (added and entries[0][0] < cutoff):
+            entries.popleft()
         committed = Committed(record.revision, added)
         if commit_id is not None:
             record.commits[commit_id] = committed
@@ -209,9 +218,9 @@ class MemoryStore(Store):
             return None
         if after == record.seq:
             return []
-        if not record.entries or record.entries[0].seq > after + 1:
+        if not record.entries or record.entries[0][1].seq > after + 1:
             return None
-        return [e for e in record.entries if e.seq > after]
+        return [e for _, e in record.entries if e.seq > after]
 
     async def resume(self, agent: str, epoch: str | None, after: int) -> Resumed:
         head_epoch, head = await self.stream_head(agent)

@@ -15,7 +15,6 @@ from daemon.core.state import (
     FILLED_FIELDS,
     REPORTED_FIELDS,
     VIEW_FIELDS,
-    AgentState,
     Contact,
 )
 from daemon.core.views import contact_view
@@ -36,9 +35,12 @@ def with_history(finished: int, rules: Rules | None = None) -> tuple[Harness, li
     return h, tabs
 
 
-def assert_indexes_match_a_rebuild(state: AgentState) -> None:
-    rebuilt = AgentState.from_bytes(state.to_bytes())
+def assert_indexes_match_a_rebuild(h: Harness) -> None:
+    """What the harness's commits stored decodes to its state, indexes and order included."""
+    state, rebuilt = h.state, h.stored.load()
     assert rebuilt == state
+    assert list(rebuilt.contacts) == list(state.contacts)
+    assert dict(rebuilt.order) == dict(state.order)
     assert dict(rebuilt.open_ids) == dict(state.open_ids)
     assert list(rebuilt.open_ids) == list(state.open_ids)  # creation order
     assert dict(rebuilt.finish_order) == dict(state.finish_order)
@@ -72,7 +74,20 @@ def test_an_event_replaces_only_what_it_touches() -> None:
     # Their encodings are reused as they are, not recomputed.
     assert all(after.contacts[cid].packed() is before.contacts[cid].packed() for cid in shared)
     assert [v.state for v in contact_pubs(out)] == ["connected"]
-    assert_indexes_match_a_rebuild(after)
+    assert_indexes_match_a_rebuild(h)
+
+
+def test_a_commit_writes_the_head_and_the_touched_contacts_only() -> None:
+    """What a commit writes does not grow with the retained history."""
+    sizes = []
+    for history in (0, 200):
+        h, tabs = with_history(history)
+        h.report(tabs[0], "incoming", "c1")
+        out = h.report(tabs[1], "connected", "c1")
+        write = out.state.write(out.touched)
+        assert list(write.put) == ["c1"] and not write.dropped
+        sizes.append(write.size)
+    assert abs(sizes[1] - sizes[0]) <= 8, sizes  # the order key's few bytes at most
 
 
 def test_a_contact_event_alone_does_not_republish_the_media_view() -> None:
@@ -91,16 +106,20 @@ def test_indexes_follow_pruning_failover_and_closing() -> None:
     h, tabs = with_history(5, Rules(finished_retention_seconds=100, grace_seconds=10))
     h.report(tabs[1], "connected", "c1", at=1050)
     h.close(tabs[0], at=1051)  # owns the five finished contacts: they enter grace
-    assert_indexes_match_a_rebuild(h.state)
+    assert_indexes_match_a_rebuild(h)
     h.tick(1062)  # grace over: they fail over to tabs[1]
     assert {c.owner_tab for c in h.state.contacts.values()} == {tabs[1]}
-    assert_indexes_match_a_rebuild(h.state)
+    assert_indexes_match_a_rebuild(h)
     out = h.tick(1101)  # the finished ones are pruned
     assert set(h.state.contacts) == {"c1"}
     assert [f.message.contact_ids for f in of_type(out, Forget)] == [
         tuple(f"old-{n}" for n in range(5))
     ]
-    assert_indexes_match_a_rebuild(h.state)
+    write = out.state.write(out.touched)  # the pruned ones are dropped from the store
+    assert sorted(write.dropped) == [f"old-{n}" for n in range(5)] and not write.put
+    assert_indexes_match_a_rebuild(h)
+    h.report(tabs[1], "incoming", "c2", at=1102)  # after the drops, still in creation order
+    assert list(h.stored.load().contacts) == ["c1", "c2"]
 
 
 def test_fields_are_declared_once_and_match_the_wire() -> None:
@@ -122,7 +141,7 @@ def test_a_contact_round_trips_through_its_own_bytes() -> None:
     h.command(tabs[0], "pause_recording", 1)
     contact = h.state.contacts["c1"]
     assert Contact.from_dict(contact.to_dict()) == contact
-    assert_indexes_match_a_rebuild(h.state)
+    assert_indexes_match_a_rebuild(h)
 
 
 # -- bounds --------------------------------------------------------------------------------------

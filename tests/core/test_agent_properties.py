@@ -53,6 +53,7 @@ from protocol.messages import (
     MediaStatus,
     MediaView,
 )
+from tests.core.test_agent import Stored
 
 NODES = ("n1", "n2", "n3")
 CONTACT_IDS = ("k1", "k2", "k3")
@@ -91,6 +92,7 @@ class AgentMachine(RuleBasedStateMachine):
         super().__init__()
         self.agent_rules = Rules()
         self.state: AgentState = new_agent("agent", self.agent_rules)
+        self.stored = Stored()  # what the store holds after every commit's delta
         self.now = 1000.0
         self.nodes: frozenset[str] = frozenset(NODES)
         self.pages: list[Page] = []
@@ -130,6 +132,7 @@ class AgentMachine(RuleBasedStateMachine):
         ctx = Context(now=self.now, live_nodes=self.nodes)
         out = handle(before, event, ctx, self.agent_rules)
         assert before == before_copy, "handle mutated its input"
+        self.stored.commit(out)
         if out.refusal is not None:
             assert out.state is before and out.effects == () and not out.changed
         else:
@@ -531,11 +534,17 @@ class AgentMachine(RuleBasedStateMachine):
 
     @invariant()
     def indexes_and_encoding_agree_with_a_rebuild(self) -> None:
-        """What the core keeps incrementally equals what a decode computes from scratch."""
-        blob = self.state.to_bytes()  # from the previous state's cached segments
-        rebuilt = AgentState.from_bytes(blob)
+        """Decoding the head and every entry the commits' deltas left in the store gives the
+        state the core keeps, contact order included, and what it keeps incrementally equals
+        what a decode computes from scratch."""
+        if self.stored.head is None:
+            return  # nothing committed yet
+        rebuilt = self.stored.load()
         assert rebuilt == self.state
-        assert blob == rebuilt.to_bytes()  # the same bytes as an encoding from scratch
+        assert list(rebuilt.contacts) == list(self.state.contacts)  # creation order
+        assert self.stored.entries.keys() == self.state.contacts.keys()
+        assert all(self.stored.entries[c] == self.state.entry(c) for c in self.state.contacts)
+        assert self.stored.head == self.state.head()
         assert list(rebuilt.open_ids) == list(self.state.open_ids)
         assert dict(rebuilt.finish_order) == dict(self.state.finish_order)
         assert dict(rebuilt.owned) == dict(self.state.owned)

@@ -118,9 +118,9 @@ class Run:
 
     async def stored(self, agent: str) -> AgentState | None:
         record = self.world.store._agents.get(agent)
-        if record is None or record.state is None:
+        if record is None or record.head is None:
             return None
-        return AgentState.from_bytes(record.state)
+        return AgentState.decode(record.head, record.contacts)
 
     # -- the steps ---------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ follows the agents in use, not every agent ever seen."""
 
 import tracemalloc
 
-from daemon.store.base import NEVER_STORED, Envelope, StreamEntry
+from daemon.store.base import NEVER_STORED, Envelope, StateWrite, StreamEntry
 from daemon.store.memory import MemoryStore
 
 IDLE = 60.0
@@ -20,7 +20,7 @@ class Clock:
 async def _come_and_go(store: MemoryStore, agent: str) -> None:
     """Everything a short-lived agent does: commits, heads, a lease, a journal, a listener."""
     state, envelopes = b"state" * 20, [Envelope({"n": 1})]
-    assert await store.commit_agent(agent, NEVER_STORED, state, envelopes) is not None
+    assert await store.commit_agent(agent, NEVER_STORED, StateWrite(state), envelopes) is not None
     await store.stream_head(agent)
     lease = await store.claim_lease(agent, "runner:c", "node", 5.0)
     assert lease is not None
@@ -79,7 +79,7 @@ async def test_agents_in_use_are_kept() -> None:
     store = MemoryStore(idle_ttl=IDLE, clock=clock)
     got: list[StreamEntry] = []
     watched = await store.subscribe("watched", got.append)
-    await store.commit_agent("watched", NEVER_STORED, b"s", [])
+    await store.commit_agent("watched", NEVER_STORED, StateWrite(b"s"), [])
     lease = await store.claim_lease("leased", "runner:c", "node", IDLE * 3)
     assert lease is not None
     epoch, _ = await store.stream_head("idle")

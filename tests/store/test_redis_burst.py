@@ -6,7 +6,7 @@ A node with a thousand tabs can have a thousand store calls in flight; the pool 
 
 import asyncio
 
-from daemon.store.base import NEVER_STORED
+from daemon.store.base import NEVER_STORED, StateWrite
 from daemon.store.redis import RedisStore
 from tests.redis_servers import RedisServer
 
@@ -17,7 +17,7 @@ async def test_a_burst_larger_than_the_pool_queues_instead_of_failing(
     store = RedisStore.from_url(redis_server.url, max_connections=8, prefix="burst")
     agents = [f"burst-{n}" for n in range(400)]
     results = await asyncio.gather(
-        *(store.commit_agent(agent, NEVER_STORED, b"state", []) for agent in agents),
+        *(store.commit_agent(agent, NEVER_STORED, StateWrite(b"state"), []) for agent in agents),
         *(store.load_agent(agent) for agent in agents),
     )
     assert all(r is not None for r in results[: len(agents)])

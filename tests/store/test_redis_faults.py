@@ -14,6 +14,7 @@ import redis
 from daemon.store.base import (
     NEVER_STORED,
     Envelope,
+    StateWrite,
     StoreMisconfigured,
     StoreUnavailable,
     StreamEntry,
@@ -88,11 +89,11 @@ async def test_a_commit_whose_reply_is_lost_is_applied_once(server: RedisServer)
     async with dropper.running() as port:
         store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", retries=2)
         try:
-            first = await store.commit_agent("A", NEVER_STORED, b"one", [env(1)])
+            first = await store.commit_agent("A", NEVER_STORED, StateWrite(b"one"), [env(1)])
             assert first is not None
             dropper.armed = True
             # redis-py re-sends the commit on a new connection; the script recognises its id.
-            second = await store.commit_agent("A", first.revision, b"two", [env(2)])
+            second = await store.commit_agent("A", first.revision, StateWrite(b"two"), [env(2)])
             assert dropper.dropped == 1
             assert second is not None and [e.seq for e in second.entries] == [2]
             epoch, head = await store.stream_head("A")
@@ -130,7 +131,10 @@ async def test_a_killed_pubsub_connection_reports_a_gap_and_resumes(kind: str) -
                 kill_pubsub_clients(port)
             await eventually(lambda: all(gaps.values()), timeout=10)
             for agent in agents:
-                assert await writer.commit_agent(agent, NEVER_STORED, b"s", [env(1)]) is not None
+                assert (
+                    await writer.commit_agent(agent, NEVER_STORED, StateWrite(b"s"), [env(1)])
+                    is not None
+                )
             await eventually(lambda: all(len(entries) == 1 for entries in got.values()), 10)
         finally:
             await writer.close()
@@ -155,7 +159,7 @@ async def test_cluster_subscriptions_survive_a_ten_second_outage() -> None:
             async def committed(agent: str) -> bool:
                 try:
                     return (
-                        await writer.commit_agent(agent, NEVER_STORED, b"s", [env(1)])
+                        await writer.commit_agent(agent, NEVER_STORED, StateWrite(b"s"), [env(1)])
                     ) is not None
                 except StoreUnavailable:
                     return False
@@ -196,7 +200,10 @@ async def test_a_full_redis_is_unavailable_and_nothing_is_half_written() -> None
     with RedisServer.start() as server:
         store = RedisStore.from_url(server.url)
         try:
-            first = await store.commit_agent("A", NEVER_STORED, b"one", [env(1)])
+            contacts = {"c-1": b"one", "c-2": b"two"}
+            first = await store.commit_agent(
+                "A", NEVER_STORED, StateWrite(b"one", contacts), [env(1)]
+            )
             assert first is not None
             head = await store.stream_head("A")
             lease = await store.claim_lease("A", "runner", "h", 30.0)
@@ -207,8 +214,13 @@ async def test_a_full_redis_is_unavailable_and_nothing_is_half_written() -> None
             control.config_set("maxmemory", 1024 * 1024)
 
             writes = [
-                store.commit_agent("A", first.revision, b"two", [env(2)]),
-                store.commit_agent("B", NEVER_STORED, b"new", [env(1)]),
+                store.commit_agent(
+                    "A",
+                    first.revision,
+                    StateWrite(b"two", {"c-1": b"changed", "c-3": b"new"}, ["c-2"]),
+                    [env(2)],
+                ),
+                store.commit_agent("B", NEVER_STORED, StateWrite(b"new"), [env(1)]),
                 store.heartbeat("node", 5.0),
                 store.journal_write(lease, "c", "ticket", {"id": 1}),
                 store.workflows_add("A", "c"),
@@ -218,14 +230,18 @@ async def test_a_full_redis_is_unavailable_and_nothing_is_half_written() -> None
                     await write
             # Reads still work, and nothing of the refused writes is there.
             stored = await store.load_agent("A")
-            assert (stored.revision, stored.state) == (first.revision, b"one")
+            assert (stored.revision, stored.head) == (first.revision, b"one")
+            assert stored.contacts == contacts  # no contact put, changed or dropped
             assert await store.stream_head("A") == head
             assert await store.journal_read("A", "c") == {}
             assert await store.workflows_list() == []
             assert (await store.load_agent("B")).version == 0
 
             control.config_set("maxmemory", 0)  # room again: writes go through
-            assert await store.commit_agent("B", NEVER_STORED, b"new", [env(1)]) is not None
+            assert (
+                await store.commit_agent("B", NEVER_STORED, StateWrite(b"new"), [env(1)])
+                is not None
+            )
         finally:
             await store.close()
 
@@ -238,12 +254,17 @@ async def test_a_read_only_replica_is_unavailable(server: RedisServer) -> None:
         primary = RedisStore.from_url(server.url)
         store = RedisStore.from_url(replica.url)
         try:
-            first = await primary.commit_agent("A", NEVER_STORED, b"one", [env(1)])
+            first = await primary.commit_agent("A", NEVER_STORED, StateWrite(b"one"), [env(1)])
             assert first is not None
             await eventually(lambda: admin(replica.port).exists("sb:{A}:state") == 1, 10)
             assert (await store.load_agent("A")).version == 1  # reads are served
             for write in (
-                store.commit_agent("A", first.revision, b"two", [env(2)]),
+                store.commit_agent(
+                    "A",
+                    first.revision,
+                    StateWrite(b"two", {"c-1": b"changed", "c-3": b"new"}, ["c-2"]),
+                    [env(2)],
+                ),
                 store.heartbeat("node", 5.0),
                 store.workflows_add("A", "c"),
             ):
@@ -263,7 +284,7 @@ async def test_an_evicting_redis_is_refused(policy: str) -> None:
                 await store.ping()
             assert policy in str(refused.value)
             with pytest.raises(StoreMisconfigured):
-                await store.commit_agent("A", NEVER_STORED, b"s", [])
+                await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [])
             assert admin(server.port).dbsize() == 0  # refused before writing anything
         finally:
             await store.close()
@@ -289,6 +310,8 @@ async def test_without_config_the_store_logs_and_goes_on(
             with caplog.at_level(logging.WARNING):
                 await store.ping()
             assert "maxmemory-policy" in caplog.text
-            assert await store.commit_agent("A", NEVER_STORED, b"s", [env(1)]) is not None
+            assert (
+                await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1)]) is not None
+            )
         finally:
             await store.close()

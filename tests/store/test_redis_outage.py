@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from daemon.store.base import NEVER_STORED, Envelope, Store, StoreUnavailable, StreamEntry
+from daemon.store.base import (
+    NEVER_STORED,
+    Envelope,
+    StateWrite,
+    Store,
+    StoreUnavailable,
+    StreamEntry,
+)
 from daemon.store.redis import RedisStore
 from tests.daemons import eventually
 from tests.redis_servers import RedisCluster, RedisServer
@@ -37,7 +44,7 @@ async def all_operations_fail(store: Store) -> None:
     operations = [
         store.ping(),
         store.load_agent("A"),
-        store.commit_agent("A", NEVER_STORED, b"s", [Envelope({"n": 1})]),
+        store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [Envelope({"n": 1})]),
         store.stream_head("A"),
         store.read_stream("A", "e", 0),
         store.subscribe("B", lambda entry: None),
@@ -63,7 +70,9 @@ async def test_unavailable_then_recovers_after_restart(
     try:
         got: list[StreamEntry] = []
         subscription = await reader.subscribe("A", got.append)
-        before = await writer.commit_agent("A", NEVER_STORED, b"s", [Envelope({"n": 1})])
+        before = await writer.commit_agent(
+            "A", NEVER_STORED, StateWrite(b"s"), [Envelope({"n": 1})]
+        )
         assert before is not None
         await eventually(lambda: len(got) == 1)
         lease = await writer.claim_lease("A", "runner", "node-1", 30.0)
@@ -81,7 +90,7 @@ async def test_unavailable_then_recovers_after_restart(
         old_epoch = before.entries[0].epoch
         assert await writer.read_stream("A", old_epoch, 1) is None
         assert not await writer.lease_is_current(lease)
-        after = await writer.commit_agent("A", NEVER_STORED, b"s", [Envelope({"n": 2})])
+        after = await writer.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [Envelope({"n": 2})])
         assert after is not None
         new_epoch = after.entries[0].epoch
         assert new_epoch != old_epoch and after.entries[0].seq == 1
@@ -89,7 +98,7 @@ async def test_unavailable_then_recovers_after_restart(
         # The reader's subscription came back by itself (redis-py resubscribes on reconnect).
         async def delivered() -> bool:
             revision = (await writer.load_agent("A")).revision
-            more = await writer.commit_agent("A", revision, b"s", [Envelope({"n": 3})])
+            more = await writer.commit_agent("A", revision, StateWrite(b"s"), [Envelope({"n": 3})])
             assert more is not None
             return any(entry.epoch == new_epoch for entry in got)
 

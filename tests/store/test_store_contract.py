@@ -8,11 +8,23 @@ in `test_redis_outage.py`.
 import asyncio
 import json
 import random
+from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import pytest
 
-from daemon.store.base import NEVER_STORED, Envelope, Revision, Store, StreamEntry, Versioned
+from daemon.store.base import (
+    NEVER_STORED,
+    Envelope,
+    Resumed,
+    Revision,
+    StateWrite,
+    Store,
+    StreamEntry,
+    Versioned,
+)
+from daemon.store.redis import RedisStore
 from tests.daemons import eventually
 from tests.store.conftest import STREAM_MAX, Backend
 
@@ -27,41 +39,43 @@ def env(n: int, tab: str | None = None) -> Envelope:
 async def test_version_conflict_writes_nothing(backend: Backend) -> None:
     store = backend.store()
     assert await store.load_agent("A") == Versioned(NEVER_STORED, None)
-    first = await store.commit_agent("A", NEVER_STORED, b"one", [env(1)])
+    first = await store.commit_agent("A", NEVER_STORED, StateWrite(b"one"), [env(1)])
     assert first is not None and first.revision == Revision(first.entries[0].epoch, 1)
     head = await store.stream_head("A")
 
-    assert await store.commit_agent("A", NEVER_STORED, b"stale", [env(2)]) is None
+    assert await store.commit_agent("A", NEVER_STORED, StateWrite(b"stale"), [env(2)]) is None
     future = Revision(first.revision.epoch, 5)
-    assert await store.commit_agent("A", future, b"future", [env(3)]) is None
+    assert await store.commit_agent("A", future, StateWrite(b"future"), [env(3)]) is None
     loaded = await store.load_agent("A")
-    assert (loaded.revision, loaded.state) == (first.revision, b"one")
+    assert (loaded.revision, loaded.head) == (first.revision, b"one")
     assert await store.stream_head("A") == head  # no seq consumed by a refused commit
 
-    second = await store.commit_agent("A", first.revision, b"two", [])
+    second = await store.commit_agent("A", first.revision, StateWrite(b"two"), [])
     assert second is not None and second.entries == []
     assert second.revision == Revision(first.revision.epoch, 2)
     loaded = await store.load_agent("A")
-    assert (loaded.revision, loaded.state) == (second.revision, b"two")
+    assert (loaded.revision, loaded.head) == (second.revision, b"two")
     assert await store.load_agent("B") == Versioned(NEVER_STORED, None)  # agents independent
 
 
 async def test_state_is_binary_safe(backend: Backend) -> None:
     store = backend.store()
     blob = bytes(range(256)) * 9
-    await store.commit_agent("A", NEVER_STORED, blob, [])
-    assert (await store.load_agent("A")).state == blob
+    await store.commit_agent("A", NEVER_STORED, StateWrite(blob), [])
+    assert (await store.load_agent("A")).head == blob
 
 
 async def test_seqs_are_consecutive_and_ordered(backend: Backend) -> None:
     store = backend.store()
-    first = await store.commit_agent("A", NEVER_STORED, b"s", [env(1), env(2, "tab-1")])
+    first = await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1), env(2, "tab-1")])
     assert first is not None
     assert [e.seq for e in first.entries] == [1, 2]
     epoch = first.entries[0].epoch
-    second = await store.commit_agent("A", first.revision, b"s", [])
+    second = await store.commit_agent("A", first.revision, StateWrite(b"s"), [])
     assert second is not None and second.entries == []
-    third = await store.commit_agent("A", second.revision, b"s", [env(3), env(4), env(5)])
+    third = await store.commit_agent(
+        "A", second.revision, StateWrite(b"s"), [env(3), env(4), env(5)]
+    )
     assert third is not None
     assert [(e.epoch, e.seq) for e in third.entries] == [(epoch, 3), (epoch, 4), (epoch, 5)]
     assert await store.stream_head("A") == (epoch, 5)
@@ -79,7 +93,7 @@ async def test_stream_head_creates_an_epoch(backend: Backend) -> None:
     assert seq == 0 and epoch
     assert await store.stream_head("fresh") == (epoch, 0)
     assert await store.read_stream("fresh", epoch, 0) == []
-    committed = await store.commit_agent("fresh", NEVER_STORED, b"s", [env(1)])
+    committed = await store.commit_agent("fresh", NEVER_STORED, StateWrite(b"s"), [env(1)])
     assert committed is not None and committed.entries[0].epoch == epoch
     assert committed.revision == Revision(epoch, 1)
 
@@ -88,7 +102,9 @@ async def test_read_stream_is_all_or_nothing(backend: Backend) -> None:
     store = backend.store()
     revision, envelopes = NEVER_STORED, 0
     for _ in range(30):  # 300 entries, far beyond stream_max
-        committed = await store.commit_agent("A", revision, b"s", [env(i) for i in range(10)])
+        committed = await store.commit_agent(
+            "A", revision, StateWrite(b"s"), [env(i) for i in range(10)]
+        )
         assert committed is not None
         revision, envelopes = committed.revision, envelopes + 10
     epoch, last = await store.stream_head("A")
@@ -105,9 +121,50 @@ async def test_read_stream_is_all_or_nothing(backend: Backend) -> None:
     assert await store.read_stream("A", epoch, -1) is None
 
 
+async def test_entries_older_than_the_max_age_go_on_the_next_append(backend: Backend) -> None:
+    store = backend.store(stream_max_age=0.5)
+    old = await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1), env(2), env(3)])
+    assert old is not None
+    epoch = old.entries[0].epoch
+    await asyncio.sleep(0.7)
+    assert await store.read_stream("A", epoch, 0) == old.entries  # trimmed only on append
+    quiet = await store.commit_agent("A", old.revision, StateWrite(b"s"), [])
+    assert quiet is not None
+    assert await store.read_stream("A", epoch, 0) == old.entries  # no append, no trim
+
+    new = await store.commit_agent("A", quiet.revision, StateWrite(b"s"), [env(4), env(5)])
+    assert new is not None
+    assert await store.read_stream("A", epoch, 0) is None  # in the aged part: a snapshot
+    assert await store.read_stream("A", epoch, 2) is None
+    assert await store.read_stream("A", epoch, 3) == new.entries  # just after it: kept
+    assert await store.resume("A", epoch, 1) == Resumed(epoch, 5, None)
+    assert await store.resume("A", epoch, 4) == Resumed(epoch, 5, new.entries[1:])
+
+
+async def test_a_long_aged_backlog_goes_within_a_few_appends(backend: Backend) -> None:
+    """Redis drops at most 100 aged entries per append (bounded work per commit); memory drops
+    them all at once. Three appends clear 250 either way."""
+    store = backend.store(stream_max=1000, stream_max_age=0.3)
+    revision = NEVER_STORED
+    for _ in range(5):
+        committed = await store.commit_agent("A", revision, StateWrite(b"s"), [env(1)] * 50)
+        assert committed is not None
+        revision = committed.revision
+    await asyncio.sleep(0.5)
+    new: list[StreamEntry] = []
+    for n in range(3):
+        committed = await store.commit_agent("A", revision, StateWrite(b"s"), [env(n)])
+        assert committed is not None
+        revision, new = committed.revision, new + committed.entries
+    epoch, last = await store.stream_head("A")
+    assert last == 253
+    assert await store.read_stream("A", epoch, 250) == new
+    assert await store.read_stream("A", epoch, 249) is None
+
+
 async def test_lost_stream_gets_a_new_epoch(backend: Backend) -> None:
     store = backend.store()
-    committed = await store.commit_agent("A", NEVER_STORED, b"s", [env(1), env(2)])
+    committed = await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1), env(2)])
     assert committed is not None
     old_epoch = committed.entries[0].epoch
 
@@ -118,7 +175,7 @@ async def test_lost_stream_gets_a_new_epoch(backend: Backend) -> None:
     new_epoch, seq = await store.stream_head("A")
     assert new_epoch != old_epoch and seq == 0
     assert await store.load_agent("A") == Versioned(NEVER_STORED, None)
-    again = await store.commit_agent("A", NEVER_STORED, b"s", [env(3)])
+    again = await store.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(3)])
     assert again is not None and [(e.epoch, e.seq) for e in again.entries] == [(new_epoch, 1)]
 
 
@@ -131,7 +188,7 @@ async def test_a_commit_built_before_the_store_lost_the_agent_is_refused(
     store, paused = backend.store(), backend.store()
     before = NEVER_STORED
     for n in range(2):
-        committed = await store.commit_agent("A", before, b"old %d" % n, [env(n)])
+        committed = await store.commit_agent("A", before, StateWrite(b"old %d" % n), [env(n)])
         assert committed is not None
         before = committed.revision
     assert (await paused.load_agent("A")).revision == before
@@ -139,16 +196,97 @@ async def test_a_commit_built_before_the_store_lost_the_agent_is_refused(
     backend.lose_everything()
     after = NEVER_STORED
     for n in range(2):
-        committed = await store.commit_agent("A", after, b"new %d" % n, [env(n)])
+        committed = await store.commit_agent("A", after, StateWrite(b"new %d" % n), [env(n)])
         assert committed is not None
         after = committed.revision
     assert after.version == before.version and after.epoch != before.epoch
 
-    assert await paused.commit_agent("A", before, b"stale view", [env(9)]) is None
+    assert await paused.commit_agent("A", before, StateWrite(b"stale view"), [env(9)]) is None
     loaded = await paused.load_agent("A")
-    assert (loaded.revision, loaded.state) == (after, b"new 1")
+    assert (loaded.revision, loaded.head) == (after, b"new 1")
     assert await paused.stream_head("A") == (after.epoch, 2)  # nothing appended
-    assert await paused.commit_agent("A", loaded.revision, b"rebuilt", []) is not None
+    assert await paused.commit_agent("A", loaded.revision, StateWrite(b"rebuilt"), []) is not None
+
+
+# -- the state, per contact --------------------------------------------------------------
+
+
+def entry(n: int) -> bytes:
+    return b"\x00entry %d " % n + bytes(range(256))
+
+
+async def test_contacts_are_put_and_dropped_per_commit(backend: Backend) -> None:
+    store, other = backend.store(), backend.store()
+    ids = ["c-1", "é:2", "c 3", "v", "h"]  # any text, even a name the store uses itself
+    first = await store.commit_agent(
+        "A", NEVER_STORED, StateWrite(b"h1", {cid: entry(n) for n, cid in enumerate(ids)}), []
+    )
+    assert first is not None
+    loaded = await other.load_agent("A")
+    assert loaded == Versioned(first.revision, b"h1", {cid: entry(n) for n, cid in enumerate(ids)})
+
+    write = StateWrite(b"h2", {"c-1": b"", "new": entry(9)}, ["é:2", "v", "never-there"])
+    second = await store.commit_agent("A", first.revision, write, [env(1)])
+    assert second is not None
+    expected = {"c-1": b"", "c 3": entry(2), "h": entry(4), "new": entry(9)}
+    assert await other.load_agent("A") == Versioned(second.revision, b"h2", expected)
+
+    third = await store.commit_agent("A", second.revision, StateWrite(b"h3"), [])
+    assert third is not None  # a head-only commit leaves every contact as it was
+    assert await other.load_agent("A") == Versioned(third.revision, b"h3", expected)
+
+
+async def test_a_refused_commit_puts_and_drops_no_contact(backend: Backend) -> None:
+    store = backend.store()
+    first = await store.commit_agent(
+        "A", NEVER_STORED, StateWrite(b"h1", {"c-1": b"one", "c-2": b"two"}), []
+    )
+    assert first is not None
+    second = await store.commit_agent("A", first.revision, StateWrite(b"h2", {"c-1": b"1"}), [])
+    assert second is not None
+    stale = StateWrite(b"stale", {"c-1": b"stale", "c-3": b"three"}, ["c-2"])
+    assert await store.commit_agent("A", first.revision, stale, [env(1)]) is None
+    assert await store.load_agent("A") == Versioned(
+        second.revision, b"h2", {"c-1": b"1", "c-2": b"two"}
+    )
+
+
+async def test_a_resent_commit_changes_contacts_once(backend: Backend) -> None:
+    store = backend.store()
+    write = StateWrite(b"h1", {"c-1": b"one"})
+    first = await store.commit_agent("A", NEVER_STORED, write, [env(1)], commit_id="k-1")
+    assert first is not None
+    moved_on = StateWrite(b"h2", {"c-2": b"two"}, ["c-1"])
+    second = await store.commit_agent("A", first.revision, moved_on, [], commit_id="k-2")
+    assert second is not None
+    assert await store.commit_agent("A", NEVER_STORED, write, [env(1)], commit_id="k-1") == first
+    assert await store.load_agent("A") == Versioned(second.revision, b"h2", {"c-2": b"two"})
+
+
+async def test_a_commit_costs_what_it_changed_not_the_history(backend: Backend) -> None:
+    """200 contacts stored, one changed: the commit carries that one (on Redis: the bytes
+    sent with the COMMIT script do not grow with the agent's history)."""
+    store = backend.store()
+    sent: list[int] = []
+    if isinstance(store, RedisStore):
+        commit_call = store._commit_call
+
+        async def measured(keys: Sequence[Any], args: Sequence[Any]) -> Any:
+            sent.append(sum(len(a) for a in args if isinstance(a, bytes | str)))
+            return await commit_call(keys, args)
+
+        store._commit_call = measured
+    revision = NEVER_STORED
+    for n in range(200):
+        write = StateWrite(b"head", {f"c-{n:03d}": entry(n % 10)})
+        committed = await store.commit_agent("A", revision, write, [env(n)])
+        assert committed is not None
+        revision = committed.revision
+    loaded = await store.load_agent("A")
+    assert loaded.contacts == {f"c-{n:03d}": entry(n % 10) for n in range(200)}
+    if backend.kind != "memory":
+        assert len(sent) == 200
+        assert max(sent) - min(sent) < 32, sent  # a few digits of version and ids, no more
 
 
 # -- subscriptions -----------------------------------------------------------------------
@@ -161,7 +299,9 @@ async def test_subscribe_delivers_entries_from_another_node(backend: Backend) ->
     sub_a = await reader.subscribe("A", got_a.append)
     sub_b = await reader.subscribe("B", got_b.append)
 
-    committed = await writer.commit_agent("A", NEVER_STORED, b"s", [env(1), env(2, "t")])
+    committed = await writer.commit_agent(
+        "A", NEVER_STORED, StateWrite(b"s"), [env(1), env(2, "t")]
+    )
     assert committed is not None
     await eventually(lambda: len(got_a) >= 2)
     assert got_a[:2] == committed.entries
@@ -169,8 +309,8 @@ async def test_subscribe_delivers_entries_from_another_node(backend: Backend) ->
 
     await sub_a.close()
     await sub_a.close()  # idempotent
-    more = await writer.commit_agent("A", committed.revision, b"s", [env(3)])
-    b_committed = await writer.commit_agent("B", NEVER_STORED, b"s", [env(4)])
+    more = await writer.commit_agent("A", committed.revision, StateWrite(b"s"), [env(3)])
+    b_committed = await writer.commit_agent("B", NEVER_STORED, StateWrite(b"s"), [env(4)])
     assert more is not None and b_committed is not None
     await eventually(lambda: len(got_b) == 1)
     assert got_b == b_committed.entries
@@ -184,11 +324,11 @@ async def test_two_listeners_on_one_agent(backend: Backend) -> None:
     second: list[StreamEntry] = []
     sub1 = await reader.subscribe("A", first.append)
     sub2 = await reader.subscribe("A", second.append)
-    committed = await writer.commit_agent("A", NEVER_STORED, b"s", [env(1)])
+    committed = await writer.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1)])
     assert committed is not None
     await eventually(lambda: len(first) == 1 and len(second) == 1)
     await sub1.close()  # the other listener keeps the channel
-    await writer.commit_agent("A", committed.revision, b"s", [env(2)])
+    await writer.commit_agent("A", committed.revision, StateWrite(b"s"), [env(2)])
     await eventually(lambda: len(second) == 2)
     assert len(first) == 1
     await sub2.close()
@@ -203,9 +343,11 @@ async def test_failing_listener_does_not_stop_delivery(backend: Backend) -> None
 
     await reader.subscribe("A", bad)
     await reader.subscribe("A", good.append)
-    committed = await writer.commit_agent("A", NEVER_STORED, b"s", [env(1)])
+    committed = await writer.commit_agent("A", NEVER_STORED, StateWrite(b"s"), [env(1)])
     assert committed is not None
-    assert await writer.commit_agent("A", committed.revision, b"s", [env(2)]) is not None
+    assert (
+        await writer.commit_agent("A", committed.revision, StateWrite(b"s"), [env(2)]) is not None
+    )
     await eventually(lambda: len(good) == 2)
 
 
@@ -390,13 +532,12 @@ async def _committer(
     while True:
         attempts += 1
         loaded = await store.load_agent(agent)
-        applied = json.loads(loaded.state or b"[]")
+        applied = json.loads(loaded.head or b"[]")
         applied.append(update)
         await asyncio.sleep(rng.random() * 0.002)  # widen the race window
         envelopes = [env(update)] * rng.randint(0, 2)
-        committed = await store.commit_agent(
-            agent, loaded.revision, json.dumps(applied).encode(), envelopes
-        )
+        write = StateWrite(json.dumps(applied).encode(), {f"u{update}": b"%d" % update})
+        committed = await store.commit_agent(agent, loaded.revision, write, envelopes)
         if committed is not None:
             accepted.extend(committed.entries)
             return attempts
@@ -423,7 +564,9 @@ async def test_concurrent_committers_lose_nothing(backend: Backend, seed: int) -
     for agent in agents:
         loaded = await stores[1].load_agent(agent)
         assert loaded.version == len(expected[agent])
-        assert sorted(json.loads(loaded.state or b"[]")) == expected[agent]  # nothing lost
+        assert sorted(json.loads(loaded.head or b"[]")) == expected[agent]  # nothing lost
+        # ... and a refused commit put no contact: exactly the applied ones are there.
+        assert loaded.contacts == {f"u{u}": b"%d" % u for u in expected[agent]}
 
         seqs = sorted(e.seq for e in accepted[agent])
         assert seqs == list(range(1, len(seqs) + 1))  # unique and gap-free

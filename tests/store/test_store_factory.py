@@ -2,7 +2,7 @@
 
 import pytest
 
-from daemon.store.base import NEVER_STORED
+from daemon.store.base import NEVER_STORED, StateWrite
 from daemon.store.factory import open_store, split_cluster_flag
 from daemon.store.memory import MemoryStore
 from daemon.store.redis import RedisStore
@@ -48,6 +48,6 @@ async def test_cluster_url(redis_cluster: RedisCluster) -> None:
     ):
         assert isinstance(store, RedisStore)
         await store.ping()
-        committed = await store.commit_agent(f"agent-{n}", NEVER_STORED, b"s", [])
+        committed = await store.commit_agent(f"agent-{n}", NEVER_STORED, StateWrite(b"s"), [])
         assert committed is not None and committed.entries == []
         await store.close()

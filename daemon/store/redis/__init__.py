@@ -43,6 +43,7 @@ from daemon.store.redis.common import (
     decode_publication,
     encode_envelope,
     encode_publication,
+    ms,
     to_text,
     translated,
 )
@@ -83,6 +84,7 @@ class RedisStore(
         *,
         prefix: str = "sb",
         stream_max: int = 1000,
+        stream_max_age: float = 3600.0,
         idle_ttl: float = 24 * 3600,
         sharded_pubsub: bool | None = None,
         subscribe_timeout: float = 5.0,
@@ -100,6 +102,7 @@ class RedisStore(
         self._client = cast(Any, client)
         self._prefix = prefix
         self._stream_max = stream_max
+        self._stream_max_age_ms = ms(stream_max_age)
         self._idle_ttl = max(1, math.ceil(idle_ttl))
         self._cluster = isinstance(client, RedisCluster)
         sharded = self._cluster if sharded_pubsub is None else sharded_pubsub

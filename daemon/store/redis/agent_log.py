@@ -3,12 +3,21 @@
 Keys of agent A (`<p>` the prefix; `{A}` a hash tag, so one agent's keys share one slot):
 
 ====================================  ========  =================================================
-`<p>:{A}:state`                       hash      `v` version, `b` aggregate blob, `e` the stream
-                                                epoch it was written in (with `v`, the
-                                                `Revision` a commit must match); idle TTL
-`<p>:{A}:meta`                        hash      `e` stream epoch, `s` last seq; idle TTL
-`<p>:{A}:stream`                      stream    entry id `<seq>-0`, field `d` = msgpack envelope;
-                                                `XADD MAXLEN ~ stream_max`; idle TTL
+`<p>:{A}:state`                       hash      `v` version, `e` the stream epoch it was
+                                                written in (with `v`, the `Revision` a commit
+                                                must match), `h` the state's head, and
+                                                `c:<contact id>` one entry per contact (a
+                                                commit sets and deletes only the contacts it
+                                                changed); idle TTL
+`<p>:{A}:meta`                        hash      `e` stream epoch, `s` last seq, `o` a time (ms)
+                                                no later than the oldest entry's append: an
+                                                append looks at the stream's front for age
+                                                only once `o` is past the max age; idle TTL
+`<p>:{A}:stream`                      stream    entry id `<seq>-0`, field `d` = msgpack envelope,
+                                                `t` = the committing node's clock (ms);
+                                                `XADD MAXLEN ~ stream_max`, and entries older
+                                                than `stream_max_age` dropped on append (at
+                                                most 100 per commit); idle TTL
 `<p>:{A}:commits`                     list      the last 16 commits, `<id>|<epoch>:<v>:<first>`:
                                                 a re-sent commit is answered, not re-applied
 `<p>:{A}:ch`                          channel   pub/sub (sharded on a cluster); one message
@@ -22,6 +31,7 @@ which tells resuming tabs that they need a snapshot.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +43,7 @@ from daemon.store.base import (
     GapListener,
     Resumed,
     Revision,
+    StateWrite,
     StreamEntry,
     StreamListener,
     Subscription,
@@ -48,10 +59,12 @@ from daemon.store.redis.common import (
 from daemon.store.redis.pubsub import PubSubHub
 
 HEADS_BATCH = 500  # HMGETs per pipeline in `stream_heads`
+CONTACT = "c:"  # the state hash's field of a contact: `c:<contact id>`
 
 
 class RedisAgentLog(RedisBase, AgentLog):
     _stream_max: int
+    _stream_max_age_ms: int
     _publish: str
     _pubsub: PubSubHub
     _commit: Any  # registered scripts (see RedisStore.__init__)
@@ -62,25 +75,35 @@ class RedisAgentLog(RedisBase, AgentLog):
     _resume: Any
 
     async def load_agent(self, agent: str) -> Versioned:
+        """One HGETALL: the revision, the head and every contact entry, read together."""
         with translated():
             await self._ready()
-            version, blob, epoch = await self._client.hmget(
-                self._key(agent, "state"), ["v", "b", "e"]
-            )
+            fields: dict[bytes, bytes] = await self._client.hgetall(self._key(agent, "state"))
+        version, epoch = fields.pop(b"v", None), fields.pop(b"e", None)
         if version is None:
             return Versioned(NEVER_STORED, None)
-        return Versioned(Revision(None if epoch is None else to_text(epoch), int(version)), blob)
+        head = fields.pop(b"h", None)
+        prefix = CONTACT.encode()
+        contacts = {
+            name[len(prefix) :].decode(): entry
+            for name, entry in fields.items()
+            if name.startswith(prefix)
+        }
+        revision = Revision(None if epoch is None else to_text(epoch), int(version))
+        return Versioned(revision, head, contacts)
 
     async def commit_agent(
         self,
         agent: str,
         expected: Revision,
-        state: bytes,
+        state: StateWrite,
         envelopes: Sequence[Envelope],
         *,
         commit_id: str | None = None,
     ) -> Committed | None:
         encoded = [encode_envelope(envelope) for envelope in envelopes]
+        puts = [part for cid, entry in state.put.items() for part in (CONTACT + cid, entry)]
+        drops = [CONTACT + cid for cid in state.dropped]
         with translated():
             await self._ready()
             result = await self._commit_call(
@@ -93,13 +116,19 @@ class RedisAgentLog(RedisBase, AgentLog):
                 [
                     expected.version,
                     expected.epoch or "",
-                    state,
+                    state.head,
                     secrets.token_hex(8),
                     self._stream_max,
                     self._idle_ttl,
                     self._publish,
                     self._channel(agent),
                     commit_id or secrets.token_hex(12),
+                    self._stream_max_age_ms,
+                    int(time.time() * 1000),
+                    len(state.put),
+                    len(drops),
+                    *puts,
+                    *drops,
                     *encoded,
                 ],
             )

@@ -48,17 +48,66 @@ end
 """
 
 RECENT_COMMITS = 16  # commit ids remembered per agent, to recognise a re-sent commit
+AGE_TRIM_BATCH = 100  # stream entries a commit drops for age at most (bounded work per commit)
+
+# Drop stream entries appended (field `t`, ms) before `cutoff`, oldest first, at most
+# AGE_TRIM_BATCH per call; an entry without `t` is kept, and so is everything after it.
+# Returns a time no later than the first kept entry's append (`now` if it has no `t`), which
+# the caller keeps in the meta hash (`o`) so that the next appends look at the stream only once
+# that time is past the max age: most commits read one field, not an entry. XDEL, not XTRIM
+# MINID, so that Redis 6.0 runs it too.
+_AGE = (
+    """
+local function appended_at(entry)
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 't' then
+      return tonumber(fields[i + 1])
+    end
+  end
+  return nil
+end
+
+local function trim_aged(stream, cutoff, now)
+  local batch = redis.call('XRANGE', stream, '-', '+', 'COUNT', """
+    + str(AGE_TRIM_BATCH)
+    + """)
+  local ids = {}
+  local kept = 0
+  for i = 1, #batch do
+    local at = appended_at(batch[i])
+    if not at or at >= cutoff then
+      kept = at or now
+      break
+    end
+    ids[i] = batch[i][1]
+  end
+  if #ids > 0 then
+    redis.call('XDEL', stream, unpack(ids))
+  end
+  return kept
+end
+"""
+)
 
 # KEYS: state, meta, stream, commits
-# ARGV: expected version, expected epoch ('' for none), blob, epoch candidate, stream max,
-#       idle ttl s, publish cmd, channel, commit id, envelope...
+# ARGV: expected version, expected epoch ('' for none), head, epoch candidate, stream max,
+#       idle ttl s, publish cmd, channel, commit id, stream max age ms, now (ms, the
+#       committing node's wall clock), n put, n dropped, then n put (field, entry) pairs,
+#       n dropped fields, then the envelopes
 # Returns "<epoch>:<version>:<first seq>" (the new revision; first = 0 when there are no
 # envelopes), or nil when the stored revision (`v`, and `e`: the stream epoch the state was
 # written in) is not the expected one. A commit id already in the agent's recent commits is a
 # re-sent commit (redis-py retries EVALSHA when a reply is lost): it writes nothing and answers
-# what the first did.
+# what the first did. The state hash gets the head and only the contact fields the commit put
+# or dropped, after every check: the first write is the version's, so an OOM refusal of it
+# leaves every contact field as it was. Each entry appended records its append time (`t`, ms,
+# the committing node's clock: a script calling TIME costs a sixth more, and a skewed clock
+# only trims early, which costs readers a snapshot, or late, which the count cap bounds); an
+# append drops entries older than the max age from the front of the stream.
 COMMIT = (
     _EPOCH
+    + _AGE
     + """
 local tag = ARGV[9] .. '|'
 local recent = redis.call('LRANGE', KEYS[4], 0, -1)
@@ -72,19 +121,36 @@ local version = tonumber(stored[1] or '0')
 if version ~= tonumber(ARGV[1]) or (stored[2] or '') ~= ARGV[2] then
   return false
 end
-redis.call('HSET', KEYS[1], 'v', version + 1, 'b', ARGV[3])
+redis.call('HSET', KEYS[1], 'v', version + 1, 'h', ARGV[3])
+local puts, drops = tonumber(ARGV[12]), tonumber(ARGV[13])
+local at = 13
+for i = 1, puts do
+  redis.call('HSET', KEYS[1], ARGV[at + 1], ARGV[at + 2])
+  at = at + 2
+end
+for i = 1, drops do
+  redis.call('HDEL', KEYS[1], ARGV[at + i])
+end
+at = at + drops
 local epoch = epoch_of(KEYS[2], KEYS[3], ARGV[4])
 redis.call('HSET', KEYS[1], 'e', epoch)
-local n = #ARGV - 9
+local n = #ARGV - at
 local first = 0
 if n > 0 then
   local last = redis.call('HINCRBY', KEYS[2], 's', n)
   first = last - n + 1
   local publication = {epoch, first}
+  local now = tonumber(ARGV[11])
   for i = 1, n do
-    local data = ARGV[9 + i]
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], (first + i - 1) .. '-0', 'd', data)
+    local data = ARGV[at + i]
+    redis.call(
+      'XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], (first + i - 1) .. '-0', 'd', data, 't', now
+    )
     publication[2 + i] = data
+  end
+  local cutoff = now - tonumber(ARGV[10])
+  if tonumber(redis.call('HGET', KEYS[2], 'o') or '0') < cutoff then
+    redis.call('HSET', KEYS[2], 'o', trim_aged(KEYS[3], cutoff, now))
   end
   redis.call(ARGV[7], ARGV[8], cmsgpack.pack(publication))
 end
