@@ -343,6 +343,10 @@ class Pipe:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    async def closed_within(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), seconds)
+
     def client_send(self, data: Any) -> None:
         if self.state is State.OPEN:
             self.inbox.put_nowait(data if isinstance(data, str) else json.dumps(data))
