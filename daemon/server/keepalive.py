@@ -1,0 +1,147 @@
+"""Keepalive pings for every tab from one timer, instead of a task per connection.
+
+The library's keepalive is a task per connection that sleeps, pings (through an async
+context manager), then waits for the pong under a timeout: three timers, two task wake-ups
+and a few generator objects per ping. An idle node pings each of its tens of thousands of
+tabs every `interval`, and that was most of its idle CPU.
+
+`Keepalive` keeps the library's contract with one loop callback per `resolution` seconds for
+all connections (a timer wheel: connections wait in buckets of whole ticks):
+- a connection is pinged `interval` seconds after it started, then `interval` seconds after
+  each ping that was answered (the library sleeps `interval - latency` after the pong);
+- a ping not answered within `timeout` seconds fails the connection with 1011 "keepalive ping
+  timeout", as the library does (`timeout` None: never);
+- pongs are the library's (`pending_pings`): `latency` is measured as before, and a closing
+  connection's unanswered pings are cancelled by the library.
+Deadlines are kept to within one `resolution`. One callback handles at most `BATCH`
+connections, then yields to the event loop, so a crowd that connected at once (a failover)
+is not pinged in one long turn.
+"""
+
+import asyncio
+import contextlib
+import math
+import random
+import struct
+
+import structlog
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.protocol import State
+
+log = structlog.get_logger("switchboard.keepalive")
+
+BATCH = 500  # connections handled per callback before yielding to the event loop
+
+# A connection's place in the wheel: the pong it waits for (None: its next ping is due) and
+# when that ping was sent (loop time).
+_Entry = tuple["asyncio.Future[float] | None", float]
+
+
+class Keepalive:
+    """Pings every started connection on one timer (see the module docstring)."""
+
+    def __init__(self, interval: float, timeout: float | None, resolution: float = 1.0) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        self.resolution = resolution
+        self._slots: dict[int, dict[ServerConnection, _Entry]] = {}  # tick -> due there
+        self._where: dict[ServerConnection, int] = {}  # connection -> its tick
+        self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
+
+    def start(self, ws: ServerConnection) -> None:
+        """Keep `ws` alive from now on, until `stop` (or it closes)."""
+        loop = asyncio.get_running_loop()
+        self._put(loop, ws, (None, loop.time()), loop.time() + self.interval)
+
+    def stop(self, ws: ServerConnection) -> None:
+        """Forget `ws` (its socket closed): nothing of it is kept until its next deadline."""
+        tick = self._where.pop(ws, None)
+        if tick is not None:
+            slot = self._slots[tick]
+            del slot[ws]
+            if not slot:
+                del self._slots[tick]
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def _put(
+        self, loop: asyncio.AbstractEventLoop, ws: ServerConnection, entry: _Entry, at: float
+    ) -> None:
+        tick = math.ceil(at / self.resolution)
+        self._slots.setdefault(tick, {})[ws] = entry
+        self._where[ws] = tick
+        if self._handle is None:
+            self._handle = loop.call_at(tick * self.resolution, self._run, loop)
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._handle = None
+        now = loop.time()
+        budget = BATCH
+        while self._slots and budget:
+            tick = min(self._slots)
+            if tick * self.resolution > now + self.resolution / 2:
+                break
+            slot = self._slots[tick]
+            while slot and budget:
+                ws, entry = slot.popitem()
+                del self._where[ws]
+                budget -= 1
+                try:
+                    self._visit(loop, ws, entry, now)
+                except Exception:  # one connection's trouble must not stop the others' pings
+                    log.exception("keepalive_failed")
+                    ws.transport.abort()
+            if not slot:
+                del self._slots[tick]
+        if not budget:
+            self._handle = loop.call_soon(self._run, loop)
+        elif self._slots:
+            self._handle = loop.call_at(min(self._slots) * self.resolution, self._run, loop)
+
+    def _visit(
+        self, loop: asyncio.AbstractEventLoop, ws: ServerConnection, entry: _Entry, now: float
+    ) -> None:
+        if ws.protocol.state is not State.OPEN:
+            return  # closing: the library ends its pings, and the handler its keepalive
+        pong, sent = entry
+        if pong is not None:  # the ping's timeout is up
+            if not pong.done():
+                _fail(loop, ws)
+                return
+            if sent + self.interval > now + self.resolution / 2:
+                self._put(loop, ws, (None, sent), sent + self.interval)
+                return
+        pong = _ping(loop, ws)
+        if self.timeout is None:
+            self._put(loop, ws, (None, now), now + self.interval)
+        else:
+            self._put(loop, ws, (pong, now), now + self.timeout)
+
+
+def _ping(loop: asyncio.AbstractEventLoop, ws: ServerConnection) -> "asyncio.Future[float]":
+    """Send a ping now, as `ws.ping()` would but without a task; the future resolves with the
+    latency when the pong comes (the library resolves it and keeps `ws.latency`)."""
+    data = struct.pack("!I", random.getrandbits(32))
+    while data in ws.pending_pings:
+        data = struct.pack("!I", random.getrandbits(32))
+    pong = loop.create_future()
+    ws.pending_pings[data] = (pong, loop.time())
+    ws.protocol.send_ping(data)
+    ws.send_data()
+    return pong
+
+
+def _fail(loop: asyncio.AbstractEventLoop, ws: ServerConnection) -> None:
+    """Fail the connection as the library's keepalive does when a pong is late: 1011, then the
+    TCP connection is closed (aborted after `close_timeout`). The task is the connection's
+    `keepalive_task`, which the library cancels when the connection is lost."""
+
+    async def fail() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async with ws.send_context():
+                ws.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    ws.keepalive_task = loop.create_task(fail())
