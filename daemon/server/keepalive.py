@@ -20,6 +20,7 @@ is not pinged in one long turn.
 
 import asyncio
 import contextlib
+import heapq
 import math
 import random
 import struct
@@ -32,7 +33,7 @@ from websockets.protocol import State
 
 log = structlog.get_logger("switchboard.keepalive")
 
-BATCH = 500  # connections handled per callback before yielding to the event loop
+BATCH = 50  # connections handled per callback before yielding to the event loop
 
 # A connection's place in the wheel: the pong it waits for (None: its next ping is due) and
 # when that ping was sent (loop time).
@@ -42,13 +43,16 @@ _Entry = tuple["asyncio.Future[float] | None", float]
 class Keepalive:
     """Pings every started connection on one timer (see the module docstring)."""
 
-    def __init__(self, interval: float, timeout: float | None, resolution: float = 1.0) -> None:
+    def __init__(self, interval: float, timeout: float | None, resolution: float = 0.02) -> None:
         self.interval = interval
         self.timeout = timeout
         self.resolution = resolution
-        self._slots: dict[int, dict[ServerConnection, _Entry]] = {}  # tick -> due there
+        self._slots: dict[int, dict[ServerConnection, _Entry]] = {}  # tick -> due then
+        self._ticks: list[int] = []  # heap of the slots' ticks (and of some emptied since)
         self._where: dict[ServerConnection, int] = {}  # connection -> its tick
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._armed = 0  # the tick the timer is set for
+        self._running = False
 
     def start(self, ws: ServerConnection) -> None:
         """Keep `ws` alive from now on, until `stop` (or it closes)."""
@@ -62,7 +66,7 @@ class Keepalive:
             slot = self._slots[tick]
             del slot[ws]
             if not slot:
-                del self._slots[tick]
+                del self._slots[tick]  # its tick stays in the heap until it comes up
 
     def __len__(self) -> int:
         return len(self._where)
@@ -70,21 +74,32 @@ class Keepalive:
     def _put(
         self, loop: asyncio.AbstractEventLoop, ws: ServerConnection, entry: _Entry, at: float
     ) -> None:
-        tick = math.ceil(at / self.resolution)
-        self._slots.setdefault(tick, {})[ws] = entry
+        """Visit `ws` at `at` (rounded up to a tick, and never in the current one)."""
+        tick = max(math.ceil(at / self.resolution), math.floor(loop.time() / self.resolution) + 1)
+        slot = self._slots.get(tick)
+        if slot is None:
+            slot = self._slots[tick] = {}
+            heapq.heappush(self._ticks, tick)
+        slot[ws] = entry
         self._where[ws] = tick
-        if self._handle is None:
-            self._handle = loop.call_at(tick * self.resolution, self._run, loop)
+        if not self._running and (self._handle is None or tick < self._armed):
+            self._arm(loop, tick)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, tick: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = loop.call_at(tick * self.resolution, self._run, loop)
+        self._armed = tick
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._handle = None
+        self._handle, self._running = None, True
         now = loop.time()
         budget = BATCH
-        while self._slots and budget:
-            tick = min(self._slots)
-            if tick * self.resolution > now + self.resolution / 2:
-                break
-            slot = self._slots[tick]
+        while self._ticks and budget:
+            tick = self._ticks[0]
+            slot = self._slots.get(tick)
+            if slot is not None and tick * self.resolution > now + self.resolution / 2:
+                break  # not due yet
             while slot and budget:
                 ws, entry = slot.popitem()
                 del self._where[ws]
@@ -95,11 +110,14 @@ class Keepalive:
                     log.exception("keepalive_failed")
                     ws.transport.abort()
             if not slot:
-                del self._slots[tick]
-        if not budget:
+                self._slots.pop(tick, None)
+                heapq.heappop(self._ticks)
+        self._running = False
+        if not budget:  # more are due: after the event loop's other callbacks
             self._handle = loop.call_soon(self._run, loop)
-        elif self._slots:
-            self._handle = loop.call_at(min(self._slots) * self.resolution, self._run, loop)
+            self._armed = math.floor(now / self.resolution)
+        elif self._ticks:
+            self._arm(loop, self._ticks[0])
 
     def _visit(
         self, loop: asyncio.AbstractEventLoop, ws: ServerConnection, entry: _Entry, now: float
