@@ -10,6 +10,7 @@ from websockets.typing import Origin, Subprotocol
 from daemon.server.connection import AgentBudgets, ConnectionLimits, TabConnection
 from daemon.server.frames import EntryFrames
 from daemon.server.hub import AgentHub
+from daemon.server.keepalive import Keepalive
 from daemon.server.metrics import Metrics
 from daemon.server.socket import TabSocket
 from protocol.codec import SUBPROTOCOLS, codec_for
@@ -38,11 +39,22 @@ async def start_ws_server(
     ping_interval: float,
     ping_timeout: float,
 ) -> Server:
-    """Serve tabs. Readiness is enforced at hello (close 1013), so tabs get a close code."""
+    """Serve tabs. Readiness is enforced at hello (close 1013), so tabs get a close code.
+
+    Keepalive pings (every `ping_interval`, failing a connection whose pong is `ping_timeout`
+    late) come from one `Keepalive` timer for all tabs, not a task per connection."""
     budgets = AgentBudgets(limits)
     frames = EntryFrames()
+    keepalive = Keepalive(ping_interval, ping_timeout)
 
     async def handler(ws: ServerConnection) -> None:
+        keepalive.start(ws)
+        try:
+            await serve_tab(ws)
+        finally:
+            keepalive.stop(ws)
+
+    async def serve_tab(ws: ServerConnection) -> None:
         codec = codec_for(ws.subprotocol)
         if codec is None:  # the handshake already refused anything else; belt and braces
             await ws.close(int(CloseCode.PROTOCOL_ERROR), "unsupported subprotocol")
@@ -72,8 +84,7 @@ async def start_ws_server(
         compression=None,
         max_size=max_message_bytes,
         max_queue=max_queue,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
+        ping_interval=None,  # the library's per-connection keepalive: `keepalive` instead
         process_request=check_request,
         server_header="switchboard",
         close_timeout=2,  # a client that ignores our close frame holds nothing for long
