@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from protocol.errors import ErrorCode, ProtocolError
@@ -59,9 +60,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-# Made once: `json.dumps`/`json.loads` with options build a new encoder or decoder per call.
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Made once: `json.loads` with options builds a new decoder per call. Encoding (the daemon's
+# own, trusted maps: every stream entry a tab is sent) is orjson's, several times faster than
+# the standard library's, which was a tenth of the daemon's CPU per event; decoding client
+# frames stays with the standard decoder, whose failures the checks above are written for.
 _decode_json = json.JSONDecoder(parse_constant=_refuse_constant).decode
+
+
+def _encode_json(data: dict[str, Any]) -> str:
+    return orjson.dumps(data).decode()
 
 
 def json_too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
