@@ -252,9 +252,14 @@ class AgentHub:
         return Context(now=self.clock(), live_nodes=self._live_here)
 
     async def load(self, agent: str, *, fresh: bool = False) -> tuple[Revision, AgentState]:
-        """The agent's state: cached, or (fresh) re-read, decoding only if it changed."""
+        """The agent's state: cached, or (fresh) re-read, decoding only if it changed.
+
+        A fresh read of a cached agent first asks only for the revision: re-checking a state
+        before a refusal must not cost the agent's whole history when nothing changed."""
         cached = self._cache.get(agent)
-        if cached is not None and not fresh:
+        if cached is not None and (
+            not fresh or await self.store.load_revision(agent) == cached.revision
+        ):
             return cached.revision, cached.state
         stored = await self.store.load_agent(agent)
         if cached is not None and cached.revision == stored.revision:
@@ -338,11 +343,9 @@ class AgentHub:
                 trusted = cached is not None and cached.seq is not None
                 outcome = handle(state, event, self.context(), self.rules)
                 unsure = outcome.refusal is not None or (not outcome.changed and not trusted)
-                if not fresh and unsure:
-                    stored = await self.store.load_agent(agent)
-                    if stored.revision != revision:
-                        fresh = True
-                        continue
+                if not fresh and unsure and await self.store.load_revision(agent) != revision:
+                    fresh = True
+                    continue
                 if outcome.refusal is not None:
                     if outcome.refusal.code in BOUND_CODES:
                         self.metrics.bound_refusals.labels(bound=outcome.refusal.code.value).inc()

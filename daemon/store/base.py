@@ -169,7 +169,14 @@ class AgentLog(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def load_agent(self, agent: str) -> Versioned: ...
+    async def load_agent(self, agent: str) -> Versioned:
+        """The agent's revision, head and every contact entry, read together."""
+
+    @abc.abstractmethod
+    async def load_revision(self, agent: str) -> Revision:
+        """The revision `load_agent` would return now, without the state: how a reader that
+        holds a state checks that it is still the stored one. One small read, whatever the
+        agent has accumulated."""
 
     @abc.abstractmethod
     async def commit_agent(

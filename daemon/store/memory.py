@@ -158,6 +158,10 @@ class MemoryStore(Store):
             return Versioned(NEVER_STORED, None)
         return Versioned(record.revision, record.head, dict(record.contacts))
 
+    async def load_revision(self, agent: str) -> Revision:
+        record = self._peek(agent)
+        return NEVER_STORED if record is None else record.revision
+
     async def commit_agent(
         self,
         agent: str,

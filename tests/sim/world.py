@@ -45,6 +45,7 @@ LIMITS = ConnectionLimits(
 )
 _STORE_CALLS = [
     "load_agent",
+    "load_revision",
     "commit_agent",
     "stream_head",
     "stream_heads",

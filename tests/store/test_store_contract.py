@@ -208,6 +208,22 @@ async def test_a_commit_built_before_the_store_lost_the_agent_is_refused(
     assert await paused.commit_agent("A", loaded.revision, StateWrite(b"rebuilt"), []) is not None
 
 
+async def test_the_revision_alone_is_what_a_full_load_says_through_commits_and_a_loss(
+    backend: Backend,
+) -> None:
+    store, peer = backend.store(), backend.store()
+    assert await peer.load_revision("A") == NEVER_STORED
+    revision = NEVER_STORED
+    for n in range(3):
+        put = {f"c{i}": entry(i) for i in range(n * 50, n * 50 + 50)}
+        committed = await store.commit_agent("A", revision, StateWrite(b"h", put), [env(n)])
+        assert committed is not None
+        revision = committed.revision
+        assert await peer.load_revision("A") == revision == (await peer.load_agent("A")).revision
+    backend.lose_everything()
+    assert await peer.load_revision("A") == NEVER_STORED
+
+
 # -- the state, per contact --------------------------------------------------------------
 
 

@@ -89,8 +89,13 @@ class RedisAgentLog(RedisBase, AgentLog):
             for name, entry in fields.items()
             if name.startswith(prefix)
         }
-        revision = Revision(None if epoch is None else to_text(epoch), int(version))
-        return Versioned(revision, head, contacts)
+        return Versioned(_revision(version, epoch), head, contacts)
+
+    async def load_revision(self, agent: str) -> Revision:
+        with translated():
+            await self._ready()
+            version, epoch = await self._client.hmget(self._key(agent, "state"), ["v", "e"])
+        return NEVER_STORED if version is None else _revision(version, epoch)
 
     async def commit_agent(
         self,
@@ -203,3 +208,7 @@ class RedisAgentLog(RedisBase, AgentLog):
 
     def subscriptions(self, agent: str) -> int:
         return self._pubsub.count(self._channel(agent))
+
+
+def _revision(version: bytes, epoch: bytes | None) -> Revision:
+    return Revision(None if epoch is None else to_text(epoch), int(version))
