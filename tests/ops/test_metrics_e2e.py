@@ -90,7 +90,7 @@ async def test_one_call_moves_the_series_an_operator_reads(node: Node) -> None:
     # The hub and the store: the events were timed, each store round trip by operation.
     assert delta(after, before, "switchboard_event_duration_seconds_count") >= 3
     assert value(after, "switchboard_event_seconds_count") == 0  # the old name is gone
-    for op in ("load_agent", "commit_agent", "journal_write", "rate_acquire"):
+    for op in ("load_revision", "commit_agent", "journal_write", "rate_acquire"):
         assert delta(after, before, STORE + "_count", operation=op) >= 1, op
     assert all(not op.startswith("_") for op in label_values(after, STORE + "_count", "operation"))
     assert value(after, "switchboard_store_operation_failures_total") == 0
