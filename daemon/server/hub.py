@@ -251,14 +251,20 @@ class AgentHub:
     def context(self) -> Context:
         return Context(now=self.clock(), live_nodes=self._live_here)
 
-    async def load(self, agent: str, *, fresh: bool = False) -> tuple[Revision, AgentState]:
+    async def load(
+        self, agent: str, *, fresh: bool = False, changed: bool = False
+    ) -> tuple[Revision, AgentState]:
         """The agent's state: cached, or (fresh) re-read, decoding only if it changed.
 
         A fresh read of a cached agent first asks only for the revision: re-checking a state
-        before a refusal must not cost the agent's whole history when nothing changed."""
+        before a refusal must not cost the agent's whole history when nothing changed.
+        `changed`: the caller already saw the stored revision move on (a conflict), so the
+        state is read at once."""
         cached = self._cache.get(agent)
-        if cached is not None and (
-            not fresh or await self.store.load_revision(agent) == cached.revision
+        if (
+            cached is not None
+            and not changed
+            and (not fresh or await self.store.load_revision(agent) == cached.revision)
         ):
             return cached.revision, cached.state
         stored = await self.store.load_agent(agent)
@@ -330,9 +336,10 @@ class AgentHub:
         """
         started = time.perf_counter()
         async with _AgentLock.of(self._locks, agent):
-            fresh = False
+            fresh = changed = False
             for _ in range(MAX_COMMIT_ATTEMPTS):
-                revision, state = await self.load(agent, fresh=fresh)
+                revision, state = await self.load(agent, fresh=fresh, changed=changed)
+                changed = False
                 moved_on = self._moved_on(agent, state, event)
                 if moved_on and not fresh:
                     fresh = True
@@ -344,7 +351,7 @@ class AgentHub:
                 outcome = handle(state, event, self.context(), self.rules)
                 unsure = outcome.refusal is not None or (not outcome.changed and not trusted)
                 if not fresh and unsure and await self.store.load_revision(agent) != revision:
-                    fresh = True
+                    fresh = changed = True
                     continue
                 if outcome.refusal is not None:
                     if outcome.refusal.code in BOUND_CODES:
@@ -371,7 +378,7 @@ class AgentHub:
                 committed = await self.store.commit_agent(agent, revision, write, envelopes)
                 if committed is None:
                     self.metrics.conflicts.inc()
-                    fresh = True
+                    fresh = changed = True
                     continue
                 entries = committed.entries
                 last = entries[-1] if entries else None
