@@ -746,6 +746,8 @@ class _Change:
 
 def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> Outcome:
     """Apply one event to an agent; the input state is left untouched."""
+    if isinstance(event, ContactReported) and absorbs(state, event, ctx, rules):
+        return Outcome(state=state, changed=False)
     change = _Change(state, ctx, rules)
     if not _quiet(state, ctx, rules):
         change.expire()
@@ -775,7 +777,34 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
     if outcome.refusal is None:
         # `expire` has just reached its fixed point in this state (one pass does).
         object.__setattr__(outcome.state, "settled", (rules, ctx.live_nodes, ctx.now))
+        if isinstance(event, ContactReported) and _settles(outcome.state, event):
+            object.__setattr__(outcome.state, "absorbed", event.report)
     return outcome
+
+
+def absorbs(state: AgentState, event: ContactReported, ctx: Context, rules: Rules) -> bool:
+    """Whether `handle` would find this report changes nothing, known without folding it.
+
+    True when the very same report (one object: the shell decodes identical frames of an
+    agent's tabs once) was already folded into this state by `handle` (`_settles`), the
+    sender is one of the state's embedded tabs, and time has nothing to do (`_quiet`).
+    Folding a report is idempotent once the contact has an owner, whichever embedded tab
+    sends it: every field it carries is already merged. The shell may decide a repeat on
+    this alone, without taking the agent's turn.
+    """
+    if event.answer is not None or state.absorbed is not event.report:
+        return False
+    tab = state.tabs.get(event.tab_id)
+    return tab is not None and tab.role == "embedded" and _quiet(state, ctx, rules)
+
+
+def _settles(state: AgentState, event: ContactReported) -> bool:
+    """The report is folded into `state` for good: its contact is held and has an owner (or
+    is destroyed), so no later sender can be elected by it."""
+    if event.answer is not None:
+        return False
+    contact = state.contacts.get(event.report.contact.contact_id)
+    return contact is not None and (contact.owner_tab is not None or contact.state == "destroyed")
 
 
 def _quiet(state: AgentState, ctx: Context, rules: Rules) -> bool:

@@ -316,8 +316,8 @@ class AgentState:
     order: Mapping[str, int] = field(default_factory=dict, compare=False)
     next_order: int = field(default=0, compare=False)
     contact_bytes: int = field(default=0, compare=False)  # sum of the contacts' encodings
-    # What the core learnt about time in this state (`daemon.core.agent`), kept with it so a
-    # repeat decided on it does not redo the work; never part of the value. `settled`: rules,
+    # What the core learnt about this state (`daemon.core.agent`), kept with it so a repeat
+    # decided on it does not redo the work; never part of the value. `settled`: rules,
     # live set and an instant at which `expire` had nothing to do. `deadline`: rules, live
     # set and `next_deadline` for them.
     settled: tuple[Any, frozenset[str], float] | None = field(
@@ -326,6 +326,9 @@ class AgentState:
     deadline: tuple[Any, frozenset[str] | None, float | None] | None = field(
         default=None, compare=False, repr=False
     )
+    # `absorbed`: a report (the very object) already folded into this state, so the same
+    # report from another tab adds nothing (`daemon.core.agent.absorbs`).
+    absorbed: Any = field(default=None, compare=False, repr=False)
 
     def zendesk_identity(self) -> tuple[int | None, str | None]:
         """The agent's Zendesk user id and name, as the most recent tab's token gave them."""

@@ -633,6 +633,8 @@ class TabConnection:
         ref = _ref(message)
         try:
             event = self._event_for(message)
+            if isinstance(event, ContactReported) and self.hub.absorbs(agent, self, event):
+                return  # a repeat of what the agent's state already holds
             check = self.hub.report_check
             if check is not None and isinstance(event, ContactReported):
                 event = await check.check(agent, self.identity, event)

@@ -30,7 +30,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from daemon.core.agent import handle, new_agent, next_deadline
+from daemon.core.agent import absorbs, handle, new_agent, next_deadline
+from daemon.core.confirmation import UNCONFIRMED
 from daemon.core.effects import Outcome, Publish, Refusal, WakeWorkflow
 from daemon.core.events import (
     AgentEvent,
@@ -401,6 +402,34 @@ class AgentHub:
                 self.metrics.event_seconds.observe(time.perf_counter() - started)
                 return outcome
         raise StoreContention(f"agent {agent}: {MAX_COMMIT_ATTEMPTS} conflicting commits")
+
+    def absorbs(self, agent: str, sink: Sink, event: ContactReported) -> bool:
+        """Whether `apply(agent, event)` from `sink` would change and answer nothing, decided
+        at once, on the cached state, without the agent's turn (most reports are a second or
+        third tab repeating what the first one said).
+
+        Only when `apply` would decide it the same way on the same state: no event of the
+        agent is in flight or waiting (so the cache is the state the next turn would load),
+        the cache is trusted (it holds every entry committed so far), the sink still holds
+        its tab (not moved on), the core says the state absorbs the report (`absorbs`), and
+        no confirmation with Amazon Connect is pending for the contact (the check would
+        schedule another attempt). False means only "not known": `apply` decides.
+        """
+        cached = self._cache.get(agent)
+        if agent in self._locks or cached is None or cached.seq is None:
+            return False
+        state = cached.state
+        tab = state.tabs.get(event.tab_id)
+        if tab is None or tab.conn_id != sink.conn_id:
+            return False
+        if not absorbs(state, event, self.context(), self.rules):
+            return False
+        if self.report_check is not None:
+            contact = state.contacts[event.report.contact.contact_id]
+            if contact.confirmation == UNCONFIRMED:
+                return False
+        self._schedule_tick(agent, state)  # as `apply` does for a repeat
+        return True
 
     def _moved_on(self, agent: str, state: AgentState, event: AgentEvent) -> list[Sink]:
         """The local connections `event` came from, if `state` records their tab id under

@@ -6,11 +6,13 @@ with a rebuild from scratch. Every per-agent quantity has a bound with a typed r
 changes nothing.
 """
 
+from dataclasses import replace
+
 import pytest
 
-from daemon.core.agent import next_deadline
-from daemon.core.effects import Publish, WakeWorkflow
-from daemon.core.events import ChatReported, Rules
+from daemon.core.agent import absorbs, next_deadline
+from daemon.core.effects import Outcome, Publish, WakeWorkflow
+from daemon.core.events import ChatReported, ContactReported, Context, Rules
 from daemon.core.state import (
     FILLED_FIELDS,
     REPORTED_FIELDS,
@@ -19,7 +21,7 @@ from daemon.core.state import (
 )
 from daemon.core.views import contact_view
 from protocol.errors import ErrorCode
-from protocol.messages import ChatMessage, ContactSnapshot, ContactView, Forget
+from protocol.messages import ChatMessage, ContactEvent, ContactSnapshot, ContactView, Forget
 from tests.core.test_agent import Harness, contact_pubs, of_type
 
 N1 = "n1"
@@ -49,6 +51,53 @@ def assert_indexes_match_a_rebuild(h: Harness) -> None:
 
 
 # -- cost ----------------------------------------------------------------------------------------
+
+
+def repeat(h: Harness, tab_id: str, event: ContactReported) -> Outcome:
+    """The very report object again, from `tab_id` (the shell decodes identical frames once)."""
+    return h.apply(ContactReported(tab_id=tab_id, report=event.report))
+
+
+def test_the_same_report_from_another_tab_is_absorbed_without_folding_it() -> None:
+    h, tabs = with_history(5)
+    h.report(tabs[0], "connected", "c1", attributes={"a": "1"})
+    first = ContactReported(tab_id=tabs[0], report=h.state.absorbed)
+    assert first.report is not None and first.report.contact.contact_id == "c1"
+    ctx = Context(now=h.now, live_nodes=h.nodes)
+    assert absorbs(h.state, replace(first, tab_id=tabs[1]), ctx, h.rules)
+    before = h.state
+    out = repeat(h, tabs[1], first)
+    assert out.state is before and not out.changed and out.effects == ()
+    # Not for a tab the state does not know, and not once time has work to do.
+    assert not absorbs(h.state, replace(first, tab_id="nobody"), ctx, h.rules)
+    late = Context(now=h.now + h.rules.finished_retention_seconds + 1, live_nodes=h.nodes)
+    assert not absorbs(h.state, replace(first, tab_id=tabs[1]), late, h.rules)
+
+
+def test_a_repeated_report_from_a_media_tab_is_still_refused() -> None:
+    h, tabs = with_history(0)
+    media = h.new_tab(role="media")
+    h.report(tabs[0], "connected", "c1")
+    first = ContactReported(tab_id=tabs[0], report=h.state.absorbed)
+    out = repeat(h, media, first)
+    assert out.refusal is not None and out.refusal.code == ErrorCode.WRONG_ROLE
+
+
+def test_a_report_that_left_its_contact_without_owner_is_not_absorbed() -> None:
+    """Folded by a tab that is not live, a released contact stays without owner; the same
+    report from a live tab then elects that tab, so the state did not absorb it."""
+    h = Harness(Rules(failover=False, grace_seconds=0.0), nodes=(N1,))
+    owner, live = h.new_tab(), h.new_tab()
+    gone = h.new_tab(node="n9")  # its node is not in the live set
+    h.report(owner, "incoming", "c1")
+    h.close(owner, at=1000 + h.rules.node_timeout_seconds + 1)  # released: no failover
+    assert h.state.contacts["c1"].owner_tab is None
+    report = ContactEvent(event="connected", contact=ContactSnapshot(contact_id="c1"))
+    h.apply(ContactReported(tab_id=gone, report=report))
+    assert h.state.contacts["c1"].state == "connected"
+    assert h.state.contacts["c1"].owner_tab is None
+    out = h.apply(ContactReported(tab_id=live, report=report))
+    assert out.changed and h.state.contacts["c1"].owner_tab == live
 
 
 def test_a_duplicate_report_is_decided_without_a_copy() -> None:

@@ -22,7 +22,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from daemon.core.agent import handle, new_agent, next_deadline
+from daemon.core.agent import absorbs, handle, new_agent, next_deadline
 from daemon.core.effects import Outcome, Publish
 from daemon.core.events import (
     AgentEvent,
@@ -103,6 +103,7 @@ class AgentMachine(RuleBasedStateMachine):
         self.pending_closes: list[TabClosed] = []
         self.last: Outcome | None = None
         self.event: AgentEvent | None = None
+        self.last_report: ContactEvent | None = None
 
     @initialize(
         failover=st.booleans(),
@@ -293,6 +294,24 @@ class AgentMachine(RuleBasedStateMachine):
 
     # -- contacts, commands, media, workflow ---------------------------------------------
 
+    @precondition(lambda self: self.last_report is not None and any(p.conn for p in self.pages))
+    @rule(index=st.integers(0, 20))
+    def repeat_report(self, index: int) -> None:
+        """Another tab sends the very report last folded (the shell decodes identical frames
+        once): where the core says the state absorbs it, a walk of the state agrees."""
+        page = self.pick(index, connected=True)
+        assert page is not None and page.tab_id is not None and self.last_report is not None
+        event = ContactReported(tab_id=page.tab_id, report=self.last_report)
+        ctx = Context(self.now, self.nodes)
+        if absorbs(self.state, event, ctx, self.agent_rules):
+            label("repeat absorbed")
+            walked = handle(unmemoized(self.state), event, ctx, self.agent_rules)
+            assert walked.refusal is None and not walked.changed and walked.effects == ()
+            assert walked.state == self.state
+        out = self.apply(event)
+        if page.role == "media":
+            assert out.refusal is not None and out.refusal.code == ErrorCode.WRONG_ROLE
+
     @precondition(lambda self: any(p.conn for p in self.pages))
     @rule(
         index=st.integers(0, 20),
@@ -309,6 +328,7 @@ class AgentMachine(RuleBasedStateMachine):
             contact=ContactSnapshot(contact_id=cid, type="chat" if chat else "voice"),
         )
         out = self.apply(ContactReported(tab_id=page.tab_id, report=report))
+        self.last_report = report
         if page.role == "media":
             assert out.refusal is not None and out.refusal.code == ErrorCode.WRONG_ROLE
             return
@@ -527,7 +547,9 @@ class AgentMachine(RuleBasedStateMachine):
         later = [self.now, self.now + 0.5] if deadline is None else [deadline - 0.001, deadline]
         for at in later:
             ctx = Context(at, self.nodes)
-            kept = handle(self.state, Tick(), ctx, self.agent_rules)
+            # On a copy with what was kept: a tick at a later instant keeps that instant,
+            # which would turn the machine's clock back for the next rule.
+            kept = handle(replace(self.state), Tick(), ctx, self.agent_rules)
             walked = handle(unmemoized(self.state), Tick(), ctx, self.agent_rules)
             assert kept.changed == walked.changed
             assert kept.state == walked.state and kept.effects == walked.effects
@@ -569,8 +591,8 @@ class AgentMachine(RuleBasedStateMachine):
 
 
 def unmemoized(state: AgentState) -> AgentState:
-    """The same state without what the core kept about time, so `handle` walks it."""
-    return replace(state, settled=None, deadline=None)
+    """The same state without what the core kept about it, so `handle` walks it."""
+    return replace(state, settled=None, deadline=None, absorbed=None)
 
 
 AgentMachine.TestCase.settings = settings(
