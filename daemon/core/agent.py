@@ -698,6 +698,17 @@ class _Change:
                 )
         return dumped
 
+    def _head_kept(self, published: Mapping[str, Any] | None) -> bytes | None:
+        """The input state's encoded head, if this change left every part of it as it was."""
+        base = self.base
+        same = (
+            self.tabs is base.tabs
+            and self.media is base.media
+            and published is base.published_media
+            and self.forgotten is base.forgotten
+        )
+        return base.packed_head if same else None
+
     def result(self, event: AgentEvent) -> Outcome:
         if self.refusal is not None:
             return Outcome(state=self.base, refusal=self.refusal, changed=False)
@@ -735,6 +746,7 @@ class _Change:
             order=self.order,
             next_order=self.next_order,
             contact_bytes=self.contact_bytes,
+            packed_head=self._head_kept(published),
         )
         return Outcome(
             state=state,

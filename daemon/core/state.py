@@ -329,6 +329,10 @@ class AgentState:
     # `absorbed`: a report (the very object) already folded into this state, so the same
     # report from another tab adds nothing (`daemon.core.agent.absorbs`).
     absorbed: Any = field(default=None, compare=False, repr=False)
+    # The encoded head, once computed; a state made by an event that changed none of the
+    # head's parts is given its predecessor's (`daemon.core.agent`), so most commits, which
+    # change a contact and nothing else, do not encode the tabs, media and tombstones again.
+    packed_head: bytes | None = field(default=None, compare=False, repr=False)
 
     def zendesk_identity(self) -> tuple[int | None, str | None]:
         """The agent's Zendesk user id and name, as the most recent tab's token gave them."""
@@ -339,7 +343,14 @@ class AgentState:
         return None, next((t.agent_name for t in tabs if t.agent_name), None)
 
     def head(self) -> bytes:
-        """Everything but the contacts, as one msgpack map (tabs spliced from their cache)."""
+        """Everything but the contacts, as one msgpack map (tabs spliced from their cache);
+        computed once per state (or handed on, see `packed_head`)."""
+        if self.packed_head is None:
+            object.__setattr__(self, "packed_head", self._encode_head())
+        assert self.packed_head is not None
+        return self.packed_head
+
+    def _encode_head(self) -> bytes:
         head = {
             "agent_id": self.agent_id,
             "media": self.media.to_dict(),

@@ -11,6 +11,7 @@ is amortised: records sit in least-recently-touched order and each touch pops th
 ones from the front, so memory follows the agents in use, not every agent ever seen.
 """
 
+import asyncio
 import heapq
 import secrets
 import time
@@ -197,13 +198,21 @@ class MemoryStore(Store):
             record.commits[commit_id] = committed
             if len(record.commits) > RECENT_COMMITS:
                 record.commits.popitem(last=False)
-        for entry in added:
+        if added and record.listeners:
+            # Published after the commit returns, as a Redis publication arrives: the
+            # committing hub hands its own entries to its tabs and caches the state first, so
+            # its own publication is then a known copy, not news from elsewhere.
+            asyncio.get_running_loop().call_soon(self._publish, agent, record, added)
+        return Committed(committed.revision, list(added))
+
+    @staticmethod
+    def _publish(agent: str, record: _AgentRecord, entries: list[StreamEntry]) -> None:
+        for entry in entries:
             for listener in list(record.listeners):
                 try:
                     listener(entry)
                 except Exception:  # the commit happened; one bad reader must not undo that
                     log.exception("stream_listener_failed", agent=agent, seq=entry.seq)
-        return Committed(committed.revision, list(added))
 
     async def stream_head(self, agent: str) -> tuple[str, int]:
         record = self._record(agent)
