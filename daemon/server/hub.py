@@ -201,6 +201,7 @@ class AgentHub:
         self._planned: dict[str, AgentState] = {}  # the state each timer was set from
         self._open: dict[str, int] = {}  # unfinished contacts per local agent, last seen
         self._open_total = 0
+        metrics.contacts.set_function(lambda: self._open_total)  # read when scraped
         self._suspect: set[str] = set()  # agents whose stored tabs disagree with our sockets
         self._background: set[asyncio.Task[None]] = set()
         self._unrecorded_closes: list[tuple[str, TabClosed]] = []
@@ -299,7 +300,6 @@ class AgentHub:
             count = len(cached.state.open_ids)
             self._open_total += count - self._open.get(agent, 0)
             self._open[agent] = count
-            self.metrics.contacts.set(self._open_total)
 
     def _attached(self, agent: str) -> None:
         """A local tab of `agent` exists: count its contacts and arm its deadline."""
@@ -318,7 +318,6 @@ class AgentHub:
         self._planned.pop(agent, None)
         self._seen.pop(agent, None)
         self._gaps.discard(agent)
-        self.metrics.contacts.set(self._open_total)
         self._disarm(agent)
 
     async def apply(self, agent: str, event: AgentEvent) -> Outcome:

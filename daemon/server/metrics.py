@@ -27,26 +27,9 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from daemon.server.tally import LoopCounter, LoopHistogram
+
 T = TypeVar("T")
-
-
-class Children:
-    """The children of a counter with one label, each looked up once.
-
-    ``metric.labels(value)`` costs microseconds (it checks and joins the label values under
-    a lock); the per-message counters are bumped several times per event, so their children
-    are kept by value. The label's values are a bounded set (see above), so is this map.
-    """
-
-    def __init__(self, metric: Counter) -> None:
-        self._metric = metric
-        self._children: dict[str, Counter] = {}
-
-    def __getitem__(self, value: str) -> Counter:
-        child = self._children.get(value)
-        if child is None:
-            child = self._children[value] = self._metric.labels(value)
-        return child
 
 
 #: Store round trips: microseconds in memory, about a millisecond to a nearby Redis.
@@ -115,6 +98,8 @@ class ZendeskObserver:
 
 
 STATE_BYTES = (1e3, 1e4, 1e5, 1e6, 4e6, 1.6e7)  # buckets up to four times the default bound
+#: prometheus_client's default buckets, which this histogram had before it was a tally.
+EVENT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 
 class Metrics:
@@ -131,11 +116,11 @@ class Metrics:
         self.contacts = Gauge(
             "switchboard_contacts", "Unfinished contacts of agents with tabs here", registry=r
         )
-        self.elections = Counter(
-            "switchboard_elections_total", "Contacts given their first owner", registry=r
+        self.elections = LoopCounter(
+            "switchboard_elections", "Contacts given their first owner", r
         )
-        self.failovers = Counter(
-            "switchboard_failovers_total", "Ownership moved after a grace period", registry=r
+        self.failovers = LoopCounter(
+            "switchboard_failovers", "Ownership moved after a grace period", r
         )
         self.resumes = Counter(
             "switchboard_resumes_total", "Connections resumed by replaying the gap", registry=r
@@ -146,42 +131,38 @@ class Metrics:
         self.duplicates = Counter(
             "switchboard_duplicate_tabs_total", "Tab ids reassigned to duplicates", registry=r
         )
-        self.errors = Counter(
-            "switchboard_errors_total", "Error messages sent to tabs", ["code"], registry=r
+        # The per-frame metrics are loop metrics (`daemon.server.tally`): no lock per update.
+        self.refused = LoopCounter(
+            "switchboard_errors", "Error messages sent to tabs", r, label="code"
         )
-        self.messages_in = Counter(
-            "switchboard_messages_in_total", "Messages received from tabs", ["type"], registry=r
+        self.received = LoopCounter(
+            "switchboard_messages_in", "Messages received from tabs", r, label="type"
         )
-        self.messages_out = Counter(
-            "switchboard_messages_out_total", "Messages sent to tabs", ["type"], registry=r
+        self.sent = LoopCounter(
+            "switchboard_messages_out", "Messages sent to tabs", r, label="type"
         )
-        self.agent_throttled = Counter(
-            "switchboard_agent_throttled_total",
+        self.throttled = LoopCounter(
+            "switchboard_agent_throttled",
             "Frames over their agent's message budget, by outcome: delayed or refused",
-            ["outcome"],
-            registry=r,
+            r,
+            label="outcome",
         )
-        # The per-frame counters, by label value (see `Children`).
-        self.received = Children(self.messages_in)
-        self.sent = Children(self.messages_out)
-        self.refused = Children(self.errors)
-        self.throttled = Children(self.agent_throttled)
         self.conflicts = Counter(
             "switchboard_store_conflicts_total", "Optimistic commits retried", registry=r
         )
         self.store_up = Gauge("switchboard_store_up", "1 if the store answers", registry=r)
-        self.store_duration = Histogram(
+        self.store_duration = LoopHistogram(
             "switchboard_store_operation_duration_seconds",
             "Round trip of one store operation (whether it succeeded or failed)",
-            ["operation"],
-            buckets=STORE_BUCKETS,
-            registry=r,
+            r,
+            STORE_BUCKETS,
+            label="operation",
         )
-        self.store_failures = Counter(
-            "switchboard_store_operation_failures_total",
+        self.store_failures = LoopCounter(
+            "switchboard_store_operation_failures",
             "Store operations that raised (mostly: the store could not be reached)",
-            ["operation"],
-            registry=r,
+            r,
+            label="operation",
         )
         self.workflow_steps = Counter(
             "switchboard_workflow_steps_total",
@@ -241,23 +222,24 @@ class Metrics:
         self.bound_refusals = Counter(
             "switchboard_bound_refusals_total", "Events refused by a bound", ["bound"], registry=r
         )
-        self.state_bytes = Histogram(
+        self.state_bytes = LoopHistogram(
             "switchboard_state_bytes",
             "Agent state bytes written per commit (the head and the contacts it changed)",
-            buckets=STATE_BYTES,
-            registry=r,
+            r,
+            STATE_BYTES,
         )
-        self.event_seconds = Histogram(
+        self.event_seconds = LoopHistogram(
             "switchboard_event_duration_seconds",
             "Time to apply and commit one agent event",
-            registry=r,
+            r,
+            EVENT_BUCKETS,
         )
         self.zendesk = ZendeskObserver(r)
 
     def store_operation(self, operation: str) -> Callable[[float, bool], None]:
         """The recorder of one store operation's round trips: ``(seconds, ok)``."""
-        duration = self.store_duration.labels(operation=operation)
-        failures = self.store_failures.labels(operation=operation)
+        duration = self.store_duration[operation]
+        failures = self.store_failures[operation]
 
         def record(seconds: float, ok: bool) -> None:
             duration.observe(seconds)

@@ -186,7 +186,7 @@ async def test_the_exposition_passes_promtool_with_every_series_present(node: No
     node.daemon.metrics.workflow_step_failures.labels(
         kind="CreateTicket", error="ServerError"
     ).inc()
-    node.daemon.metrics.errors.labels(code="bad_message").inc()
+    node.daemon.metrics.refused["bad_message"].inc()
     code, out = await promtool("check", "metrics", stdin=await scrape_text(node.daemon))
     assert code == 0, out
 
