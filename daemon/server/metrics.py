@@ -116,9 +116,7 @@ class Metrics:
         self.contacts = Gauge(
             "switchboard_contacts", "Unfinished contacts of agents with tabs here", registry=r
         )
-        self.elections = LoopCounter(
-            "switchboard_elections", "Contacts given their first owner", r
-        )
+        self.elections = LoopCounter("switchboard_elections", "Contacts given their first owner", r)
         self.failovers = LoopCounter(
             "switchboard_failovers", "Ownership moved after a grace period", r
         )
