@@ -313,9 +313,10 @@ class TabConnection:
                 await self._error(ErrorCode.UNAUTHORIZED, str(e))
                 raise _Closing(CloseCode.UNAUTHORIZED, str(e)) from e
             self.identity = identity
-            self.budgets.join(identity.agent_id, time.monotonic())
+            now = time.monotonic()
+            self.budgets.join(identity.agent_id, now)
             # Opening a tab is work for the agent too: a reconnect storm is paced like a flood.
-            if not await self._paced(refusal=None):
+            if not await self._paced(*self.budgets.reserve(identity.agent_id, now), None):
                 raise _Closing(CloseCode.FLOODING, "this agent is over its message budget")
             self.role, self.media_less = message.role, message.media_less
             return message
@@ -535,20 +536,26 @@ class TabConnection:
         Each frame starts with a turn of the event loop: buffered frames are returned by
         `recv()` without suspending, and the memory store never suspends either, so without
         it one connection with a full buffer would run frame after frame while every other
-        connection, the health check and even SIGTERM waited.
+        connection, the health check and even SIGTERM waited. A `recv()` that found nothing
+        buffered suspends, which is that turn already; only a buffered frame costs a yield.
         """
         assert self.identity is not None
         agent = self.identity.agent_id
         while True:
+            buffered = self.ws.frames_buffered()
             frame = await self.ws.recv()
-            await asyncio.sleep(0)
+            if buffered:
+                await asyncio.sleep(0)
             if not self._listening():
                 return  # closing: whatever is still buffered is dropped, not handled
-            if not await self._paced(refusal=ErrorCode.AGENT_RATE_LIMITED):
-                continue
-            if not self._listening():
-                return
             started = time.monotonic()
+            granted, wait = self.budgets.reserve(agent, started)
+            if wait > 0 or not granted:
+                if not await self._paced(granted, wait, ErrorCode.AGENT_RATE_LIMITED):
+                    continue
+                if not self._listening():
+                    return
+                started = time.monotonic()
             try:
                 message = await self._read(frame, greeted=True)
                 if message is None:
@@ -567,8 +574,9 @@ class TabConnection:
     def _listening(self) -> bool:
         return self.ws.state is State.OPEN and not self.superseded
 
-    async def _paced(self, refusal: ErrorCode | None) -> bool:
-        """Draw one frame's worth of the agent's budgets, waiting for it if need be.
+    async def _paced(self, granted: bool, wait: float, refusal: ErrorCode | None) -> bool:
+        """Act on one frame's draw on the agent's budgets (`AgentBudgets.reserve`), waiting
+        for it if need be.
 
         True: go on (after waiting, if the agent's tabs were over their rate together or it
         owes handling time). False: the wait for a message token would have been too long,
@@ -576,8 +584,6 @@ class TabConnection:
         pauses until one could be taken again. Either way, no frame of this connection is
         read meanwhile, and a close ends the wait.
         """
-        assert self.identity is not None
-        granted, wait = self.budgets.reserve(self.identity.agent_id, time.monotonic())
         if granted and wait > 0:
             self.metrics.throttled["delayed"].inc()
         elif not granted:

@@ -31,6 +31,16 @@ class TabSocket(ServerConnection):
         """
         await asyncio.wait((self.connection_lost_waiter,), timeout=seconds)
 
+    def frames_buffered(self) -> bool:
+        """Whether a frame has arrived that `recv` has not returned yet (so the next `recv`
+        returns at once, without a turn of the event loop).
+
+        Reads the library's receive queue (`websockets` 17's `Assembler.frames`; the version
+        is pinned); were it missing, the answer is True, which costs only a yield.
+        """
+        frames = getattr(self.recv_messages, "frames", None)
+        return frames is None or len(frames) > 0
+
     def send_now(self, frame: str | bytes) -> bool:
         """Write one whole message now if the socket takes it at once, else do nothing.
 

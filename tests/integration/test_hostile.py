@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from daemon.app import Daemon
 from daemon.server.socket import TabSocket
@@ -257,3 +258,36 @@ async def test_a_paced_frames_wait_lasts_its_time_and_ends_when_the_tab_closes()
     server.close()
     await server.wait_closed()
     assert 0.3 <= waits[0] < 2 and waits[1] < 2
+
+
+async def test_a_connection_with_frames_buffered_yields_between_them() -> None:
+    """Frames a tab sent in one burst are handled one per turn of the event loop: whatever
+    else runs on the node (here a probe that only yields) runs between two of them."""
+    async with running(
+        **WIDE_OPEN,
+        flood_strikes=1_000_000,
+        agent_rate_per_second=1e6,
+        agent_rate_burst=1_000_000,
+        max_open_contacts=100_000,
+    ) as daemon:
+        ws = await greeted(daemon, "mallory")
+        reader = asyncio.create_task(drain(ws))
+        base = accepted(daemon)
+        burst = 300
+        ws.transport.write(b"".join(_masked_text(report()) for _ in range(burst)))
+        handled_per_turn = []
+        last = base
+        while last < base + burst:
+            await asyncio.sleep(0)
+            now = accepted(daemon)
+            handled_per_turn.append(now - last)
+            last = now
+        assert max(handled_per_turn) <= 2, handled_per_turn
+        ws.transport.abort()
+        await reader
+
+
+def _masked_text(text: str) -> bytes:
+    """One client text frame, masked as clients must: written straight to the transport so
+    the whole burst arrives before the daemon reads any of it."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])

@@ -327,6 +327,9 @@ class Pipe:
             raise ConnectionClosedOK(None, None)
         self._on_frame(frame)
 
+    def frames_buffered(self) -> bool:
+        return not self.inbox.empty()
+
     def send_now(self, frame: Any) -> bool:
         if self.state is not State.OPEN:
             return False
