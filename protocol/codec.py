@@ -14,6 +14,7 @@ containers and strings are bounded inside the msgpack decoder, and lone UTF-16 s
 
 import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,7 +201,9 @@ class RecentFrames:
     def __init__(self, capacity: int = 1024, max_frame: int = 2048) -> None:
         self.capacity = capacity
         self.max_frame = max_frame
-        self._messages: dict[tuple[str, str | bytes], ClientMessage] = {}
+        # Ordered for eviction: `popitem(last=False)` is O(1), where deleting a plain dict's
+        # first key costs a scan over every slot deleted before it.
+        self._messages: OrderedDict[tuple[str, str | bytes], ClientMessage] = OrderedDict()
 
     def get(self, key: tuple[str, str | bytes]) -> ClientMessage | None:
         return self._messages.get(key)
@@ -210,7 +213,7 @@ class RecentFrames:
             return  # a hello carries a token: kept by no one past its own connection
         self._messages[key] = message
         if len(self._messages) > self.capacity:
-            del self._messages[next(iter(self._messages))]
+            self._messages.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._messages)

@@ -7,6 +7,7 @@ once per tab. Replays (a resuming tab's missed entries, marked `replayed`) are o
 and are encoded for it alone.
 """
 
+from collections import OrderedDict
 from typing import Any
 
 from daemon.store.base import StreamEntry
@@ -33,7 +34,8 @@ class EntryFrames:
 
     def __init__(self, capacity: int = 512) -> None:
         self.capacity = capacity
-        self._frames: dict[tuple[int, str], tuple[StreamEntry, Frame]] = {}
+        # Ordered for eviction: O(1) `popitem(last=False)` (see `protocol.codec.RecentFrames`).
+        self._frames: OrderedDict[tuple[int, str], tuple[StreamEntry, Frame]] = OrderedDict()
 
     def live(self, entry: StreamEntry, codec: Codec) -> Frame:
         """The entry's frame for `codec`, as sent live (not replayed)."""
@@ -44,7 +46,7 @@ class EntryFrames:
         frame = codec.dumps(entry_data(entry, replayed=False))
         self._frames[key] = (entry, frame)
         if len(self._frames) > self.capacity:
-            del self._frames[next(iter(self._frames))]
+            self._frames.popitem(last=False)
         return frame
 
     def __len__(self) -> int:
