@@ -114,6 +114,31 @@ def _due(queue: Mapping[str, float], wait: float, now: float) -> list[str]:
 class _Change:
     """One event's work: reads fall through to the input state, writes copy on first use."""
 
+    __slots__ = (
+        "_copied",
+        "assignment",
+        "base",
+        "contact_bytes",
+        "contacts",
+        "ctx",
+        "dirty",
+        "effects",
+        "finish_order",
+        "forgotten",
+        "media",
+        "media_dirty",
+        "next_order",
+        "open_ids",
+        "order",
+        "owned",
+        "pruned",
+        "refusal",
+        "rules",
+        "tabs",
+        "touched",
+        "writes",
+    )
+
     def __init__(self, state: AgentState, ctx: Context, rules: Rules) -> None:
         self.base = state
         self.ctx = ctx
@@ -660,9 +685,10 @@ class _Change:
                 effects.append(Publish(ContactMessage(contact=contact_view(new))))
             if new.has_workflow and (old is None or _wakes(old, new)):
                 effects.append(WakeWorkflow(cid))
-        pruned = tuple(sorted(cid for cid in self.pruned if cid in self.base.contacts))
-        if pruned:
-            effects.append(Publish(Forget(contact_ids=pruned)))
+        if self.pruned:
+            pruned = tuple(sorted(cid for cid in self.pruned if cid in self.base.contacts))
+            if pruned:
+                effects.append(Publish(Forget(contact_ids=pruned)))
         return effects
 
     def publish_media(self) -> Mapping[str, Any] | None:
