@@ -62,6 +62,9 @@ from protocol.messages import (
 log = structlog.get_logger("switchboard.connection")
 
 _RESYNC = object()  # backlog marker: re-read the stream from the cursor
+# Frames one connection handles from its buffer before it lets the event loop turn: a tab's
+# few reports of one event go in one turn; a flood of buffered frames is taken in slices.
+FRAMES_PER_TURN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,19 +536,24 @@ class TabConnection:
     async def _serve(self) -> None:
         """Handle frames one at a time until the connection closes (ConnectionClosed).
 
-        Each frame starts with a turn of the event loop: buffered frames are returned by
-        `recv()` without suspending, and the memory store never suspends either, so without
-        it one connection with a full buffer would run frame after frame while every other
-        connection, the health check and even SIGTERM waited. A `recv()` that found nothing
-        buffered suspends, which is that turn already; only a buffered frame costs a yield.
+        A connection handles at most `FRAMES_PER_TURN` frames between two turns of the event
+        loop: buffered frames are returned by `recv()` without suspending, and the memory
+        store never suspends either, so without a yield one connection with a full buffer
+        would run frame after frame while every other connection, the health check and even
+        SIGTERM waited. A `recv()` that found nothing buffered suspends, which is a turn
+        already; a yield is paid only by a connection that has had its share of the turn.
         """
         assert self.identity is not None
         agent = self.identity.agent_id
+        run = 0  # frames handled since this connection last let the event loop turn
         while True:
-            buffered = self.ws.frames_buffered()
-            frame = await self.ws.recv()
-            if buffered:
+            if not self.ws.frames_buffered():
+                run = 0
+            elif run >= FRAMES_PER_TURN:
+                run = 0
                 await asyncio.sleep(0)
+            frame = await self.ws.recv()
+            run += 1
             if not self._listening():
                 return  # closing: whatever is still buffered is dropped, not handled
             started = time.monotonic()
