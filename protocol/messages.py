@@ -219,7 +219,9 @@ class ContactView(_Outbound):
     state: ContactEventName
     customer_endpoint: str | None = None
     queue: str | None = None
-    owner_tab: str | None  # None while the owner is gone and no tab can take over
+    # Absent (None) while the owner is gone and no tab can take over: fields without a value
+    # are left out of every message the daemon sends.
+    owner_tab: str | None = None
     epoch: int  # ownership epoch; only grows
     grace_until: float | None = None  # set while the owner is disconnected
     mode: AssignmentMode = "auto"

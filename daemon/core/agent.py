@@ -54,10 +54,9 @@ from daemon.core.state import (
     MediaState,
     Tab,
 )
-from daemon.core.views import build_media_view, contact_view, voice_active
+from daemon.core.views import build_media_view, contact_wire, voice_active
 from protocol.errors import ErrorCode
 from protocol.messages import (
-    ContactMessage,
     ContactSnapshot,
     Forget,
     Media,
@@ -652,7 +651,7 @@ class _Change:
         for pop in event.pops:
             if contact.owner_tab is not None:
                 self.effects.append(
-                    Publish(
+                    Publish.of(
                         Pop(
                             contact_id=contact.contact_id,
                             target=pop.target,  # type: ignore[arg-type]
@@ -669,7 +668,7 @@ class _Change:
         if contact.owner_tab is None:
             return
         note = Notify(contact_id=contact.contact_id, level=level, code=code, text=text)  # type: ignore[arg-type]
-        self.effects.append(Publish(note, to_tab=contact.owner_tab))
+        self.effects.append(Publish.of(note, to_tab=contact.owner_tab))
 
     # -- publication ---------------------------------------------------------------------
 
@@ -682,13 +681,13 @@ class _Change:
                 continue
             old = self.base.contacts.get(cid)
             if old is None or old.view_values() != new.view_values():
-                effects.append(Publish(ContactMessage(contact=contact_view(new))))
+                effects.append(Publish(contact_wire(new)))
             if new.has_workflow and (old is None or _wakes(old, new)):
                 effects.append(WakeWorkflow(cid))
         if self.pruned:
             pruned = tuple(sorted(cid for cid in self.pruned if cid in self.base.contacts))
             if pruned:
-                effects.append(Publish(Forget(contact_ids=pruned)))
+                effects.append(Publish.of(Forget(contact_ids=pruned)))
         return effects
 
     def publish_media(self) -> Mapping[str, Any] | None:
@@ -706,7 +705,7 @@ class _Change:
         if dumped == published:
             return published
         before = MediaView.model_validate(published) if published else None
-        self.effects.append(Publish(Media(media=view)))
+        self.effects.append(Publish.of(Media(media=view)))
         if (
             view.media_less
             and before is not None

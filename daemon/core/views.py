@@ -4,6 +4,7 @@ A contact's tab view is derived from the contact's own declaration (`state.VIEW_
 """
 
 from collections.abc import Iterable
+from typing import Any
 
 from daemon.core.state import VIEW_FIELDS, AgentState, Contact, MediaState
 from protocol.messages import ContactView, MediaView, Snapshot
@@ -11,6 +12,15 @@ from protocol.messages import ContactView, MediaView, Snapshot
 
 def contact_view(contact: Contact) -> ContactView:
     return ContactView.model_validate(dict(zip(VIEW_FIELDS, contact.view_values(), strict=True)))
+
+
+def contact_wire(contact: Contact) -> dict[str, Any]:
+    """The `contact` message for this contact as sent (what `ContactMessage(contact=
+    contact_view(contact))` dumps to, in JSON mode without empty fields), made without a
+    model: the view's fields are the contact's own, already of wire types (strings, numbers,
+    booleans, tuples of strings), and one is published for every change."""
+    view = {k: v for k, v in zip(VIEW_FIELDS, contact.view_values(), strict=True) if v is not None}
+    return {"replayed": False, "type": "contact", "contact": view}
 
 
 def voice_active(contact: Contact) -> bool:

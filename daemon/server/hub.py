@@ -365,14 +365,10 @@ class AgentHub:
                         # Durable before the contact exists, so a crash right after the
                         # commit still leaves the workflow for some node's scan to find.
                         await self.store.workflows_add(agent, effect.contact_id)
-                publishes = [e for e in outcome.effects if isinstance(e, Publish)]
                 envelopes = [
-                    Envelope(
-                        message=p.message.model_dump(mode="json", exclude_none=True),
-                        to_tab=p.to_tab,
-                        to_role=p.to_role,
-                    )
-                    for p in publishes
+                    Envelope(message=e.wire, to_tab=e.to_tab, to_role=e.to_role)
+                    for e in outcome.effects
+                    if isinstance(e, Publish)
                 ]
                 write = outcome.state.write(outcome.touched)  # a delta against `revision`
                 committed = await self.store.commit_agent(agent, revision, write, envelopes)

@@ -8,7 +8,10 @@ changes nothing.
 
 from dataclasses import replace
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daemon.core.agent import absorbs, next_deadline
 from daemon.core.effects import Outcome, Publish, WakeWorkflow
@@ -19,9 +22,16 @@ from daemon.core.state import (
     VIEW_FIELDS,
     Contact,
 )
-from daemon.core.views import contact_view
+from daemon.core.views import contact_view, contact_wire
 from protocol.errors import ErrorCode
-from protocol.messages import ChatMessage, ContactEvent, ContactSnapshot, ContactView, Forget
+from protocol.messages import (
+    ChatMessage,
+    ContactEvent,
+    ContactMessage,
+    ContactSnapshot,
+    ContactView,
+    Forget,
+)
 from tests.core.test_agent import Harness, contact_pubs, of_type
 
 N1 = "n1"
@@ -305,3 +315,45 @@ def test_expiry_work_does_not_walk_the_history(retained: int) -> None:
     before = h.state
     out = h.tick(h.now + 1)
     assert out.state is before and not out.changed
+
+
+@given(
+    owner=st.none() | st.sampled_from(["t1", "t2"]),
+    grace=st.none() | st.floats(0, 1e9, allow_nan=False),
+    warnings=st.lists(st.text(max_size=8), max_size=3).map(tuple),
+    confirmation=st.none() | st.sampled_from(["confirmed", "unconfirmed", "refused"]),
+    ticket=st.none() | st.integers(1, 10**12),
+    queue=st.none() | st.text(max_size=8),
+    workflow_reason=st.none() | st.text(max_size=8),
+    paused=st.booleans(),
+)
+def test_a_contacts_wire_message_is_what_its_view_model_dumps_to(
+    owner: str | None,
+    grace: float | None,
+    warnings: tuple[str, ...],
+    confirmation: str | None,
+    ticket: int | None,
+    queue: str | None,
+    workflow_reason: str | None,
+    paused: bool,
+) -> None:
+    """The contact message the core publishes, made without a model, is what the model
+    would have been dumped to (as a tab decodes it), and reads back as the contact's view."""
+    contact = Contact.new(
+        contact_id="c1",
+        state="connected",
+        created_at=1000.0,
+        owner_tab=owner,
+        epoch=3,
+        grace_until=grace,
+        warnings=warnings,
+        confirmation=confirmation,
+        ticket_id=ticket,
+        queue=queue,
+        workflow_reason=workflow_reason,
+        recording_paused=paused,
+    )
+    model = ContactMessage(contact=contact_view(contact))
+    wire = contact_wire(contact)
+    assert orjson.loads(orjson.dumps(wire)) == model.model_dump(mode="json", exclude_none=True)
+    assert Publish(wire).message == model
