@@ -78,6 +78,7 @@ def recording_requested(contact: Contact) -> bool:
 
 # Events a tab causes by adding to the state: these are refused when the state is full.
 _GROWING = (ContactReported, ChatReported, CommandIssued)
+ABSORBED_KEPT = 8  # reports each state remembers it absorbs (`absorbs`)
 
 
 def new_agent(agent_id: str, rules: Rules) -> AgentState:
@@ -814,8 +815,7 @@ def handle(state: AgentState, event: AgentEvent, ctx: Context, rules: Rules) -> 
     if outcome.refusal is None:
         # `expire` has just reached its fixed point in this state (one pass does).
         object.__setattr__(outcome.state, "settled", (rules, ctx.live_nodes, ctx.now))
-        if isinstance(event, ContactReported) and _settles(outcome.state, event):
-            object.__setattr__(outcome.state, "absorbed", event.report)
+        _keep_absorbed(state, outcome.state, event)
     return outcome
 
 
@@ -823,25 +823,36 @@ def absorbs(state: AgentState, event: ContactReported, ctx: Context, rules: Rule
     """Whether `handle` would find this report changes nothing, known without folding it.
 
     True when the very same report (one object: the shell decodes identical frames of an
-    agent's tabs once) was already folded into this state by `handle` (`_settles`), the
-    sender is one of the state's embedded tabs, and time has nothing to do (`_quiet`).
-    Folding a report is idempotent once the contact has an owner, whichever embedded tab
-    sends it: every field it carries is already merged. The shell may decide a repeat on
-    this alone, without taking the agent's turn.
+    agent's tabs once) was folded by `handle` into the contact this state holds, that very
+    contact object (`_keep_absorbed`), the sender is one of the state's embedded tabs, and
+    time has nothing to do (`_quiet`). Folding a report into the contact it made is
+    idempotent once the contact has an owner, whichever embedded tab sends it: every field
+    it carries is merged already. The shell may decide a repeat on this alone, without
+    taking the agent's turn.
     """
-    if event.answer is not None or state.absorbed is not event.report:
+    if event.answer is not None:
+        return False
+    report = event.report
+    contact = next((c for r, c in state.absorbed if r is report), None)
+    if contact is None or state.contacts.get(contact.contact_id) is not contact:
         return False
     tab = state.tabs.get(event.tab_id)
     return tab is not None and tab.role == "embedded" and _quiet(state, ctx, rules)
 
 
-def _settles(state: AgentState, event: ContactReported) -> bool:
-    """The report is folded into `state` for good: its contact is held and has an owner (or
-    is destroyed), so no later sender can be elected by it."""
-    if event.answer is not None:
-        return False
-    contact = state.contacts.get(event.report.contact.contact_id)
-    return contact is not None and (contact.owner_tab is not None or contact.state == "destroyed")
+def _keep_absorbed(before: AgentState, after: AgentState, event: AgentEvent) -> None:
+    """Record in `after` the reports it absorbs: `before`'s whose contact it still holds as
+    the very same object, and this event's report if folding it left its contact held with
+    an owner (or destroyed), so no later sender can be elected by it; the newest
+    `ABSORBED_KEPT`. Tabs send each event in their own turn, so one contact's reports of
+    several events are repeated after one another, not each straight after its first."""
+    contacts = after.contacts
+    kept = [(r, c) for r, c in before.absorbed if contacts.get(c.contact_id) is c]
+    if isinstance(event, ContactReported) and event.answer is None:
+        contact = contacts.get(event.report.contact.contact_id)
+        if contact is not None and (contact.owner_tab is not None or contact.state == "destroyed"):
+            kept = [(event.report, contact), *(e for e in kept if e[0] is not event.report)]
+    object.__setattr__(after, "absorbed", tuple(kept[:ABSORBED_KEPT]))
 
 
 def _quiet(state: AgentState, ctx: Context, rules: Rules) -> bool:

@@ -326,9 +326,10 @@ class AgentState:
     deadline: tuple[Any, frozenset[str] | None, float | None] | None = field(
         default=None, compare=False, repr=False
     )
-    # `absorbed`: a report (the very object) already folded into this state, so the same
-    # report from another tab adds nothing (`daemon.core.agent.absorbs`).
-    absorbed: Any = field(default=None, compare=False, repr=False)
+    # `absorbed`: reports (the very objects) folded into contacts this state holds, each
+    # with that contact, so the same report from another tab adds nothing
+    # (`daemon.core.agent.absorbs`).
+    absorbed: tuple[tuple[Any, "Contact"], ...] = field(default=(), compare=False, repr=False)
     # The encoded head, once computed; a state made by an event that changed none of the
     # head's parts is given its predecessor's (`daemon.core.agent`), so most commits, which
     # change a contact and nothing else, do not encode the tabs, media and tombstones again.

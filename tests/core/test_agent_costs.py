@@ -71,7 +71,7 @@ def repeat(h: Harness, tab_id: str, event: ContactReported) -> Outcome:
 def test_the_same_report_from_another_tab_is_absorbed_without_folding_it() -> None:
     h, tabs = with_history(5)
     h.report(tabs[0], "connected", "c1", attributes={"a": "1"})
-    first = ContactReported(tab_id=tabs[0], report=h.state.absorbed)
+    first = ContactReported(tab_id=tabs[0], report=h.state.absorbed[0][0])
     assert first.report is not None and first.report.contact.contact_id == "c1"
     ctx = Context(now=h.now, live_nodes=h.nodes)
     assert absorbs(h.state, replace(first, tab_id=tabs[1]), ctx, h.rules)
@@ -84,11 +84,26 @@ def test_the_same_report_from_another_tab_is_absorbed_without_folding_it() -> No
     assert not absorbs(h.state, replace(first, tab_id=tabs[1]), late, h.rules)
 
 
+def test_a_report_is_no_longer_absorbed_once_its_contact_changed_since() -> None:
+    """A later report overwrote an attribute the first one set: the first, sent again by
+    another tab, sets it back (the last report wins), so the state does not absorb it."""
+    h, tabs = with_history(0)
+    first = ContactEvent(
+        event="connected", contact=ContactSnapshot(contact_id="c1", attributes={"a": "1"})
+    )
+    h.apply(ContactReported(tab_id=tabs[0], report=first))
+    h.report(tabs[0], "connected", "c1", attributes={"a": "2"})
+    again = ContactReported(tab_id=tabs[1], report=first)
+    assert not absorbs(h.state, again, Context(now=h.now, live_nodes=h.nodes), h.rules)
+    out = h.apply(again)
+    assert out.changed and h.state.contacts["c1"].attributes == {"a": "1"}
+
+
 def test_a_repeated_report_from_a_media_tab_is_still_refused() -> None:
     h, tabs = with_history(0)
     media = h.new_tab(role="media")
     h.report(tabs[0], "connected", "c1")
-    first = ContactReported(tab_id=tabs[0], report=h.state.absorbed)
+    first = ContactReported(tab_id=tabs[0], report=h.state.absorbed[0][0])
     out = repeat(h, media, first)
     assert out.refusal is not None and out.refusal.code == ErrorCode.WRONG_ROLE
 

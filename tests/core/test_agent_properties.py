@@ -592,7 +592,7 @@ class AgentMachine(RuleBasedStateMachine):
 
 def unmemoized(state: AgentState) -> AgentState:
     """The same state without what the core kept about it, so `handle` walks it."""
-    return replace(state, settled=None, deadline=None, absorbed=None, packed_head=None)
+    return replace(state, settled=None, deadline=None, absorbed=(), packed_head=None)
 
 
 AgentMachine.TestCase.settings = settings(
