@@ -57,6 +57,7 @@ from daemon.core.state import (
 from daemon.core.views import build_media_view, contact_wire, voice_active
 from protocol.errors import ErrorCode
 from protocol.messages import (
+    ContactEvent,
     ContactSnapshot,
     Forget,
     Media,
@@ -99,6 +100,35 @@ def _wakes(old: Contact, new: Contact) -> bool:
     if old.workflow == new.workflow and old.workflow_reason == new.workflow_reason:
         return old != new
     return old != new.evolve(workflow=old.workflow, workflow_reason=old.workflow_reason)
+
+
+def _fold(contact: Contact, event: str, snap: ContactSnapshot, now: float) -> dict[str, Any]:
+    """What folding one tab's report into the contact changes (empty: the report adds
+    nothing): a pure function of the two, so a state can tell which reports it absorbs."""
+    updates: dict[str, Any] = {}
+    if event not in contact.events_seen:
+        updates["events_seen"] = (*contact.events_seen, event)
+        updates["event_times"] = _with(contact.event_times, event, now)
+    if EVENT_ORDER[event] > EVENT_ORDER[contact.state]:
+        updates["state"] = event
+    if updates.get("state", contact.state) in FINISHED_EVENTS and contact.finished_at is None:
+        updates["finished_at"] = now
+    attributes = contact.attributes
+    reported = snap.attributes if contact.confirmation != CONFIRMED else {}
+    new_attributes = {k: v for k, v in reported.items() if attributes.get(k) != v}
+    if new_attributes:
+        updates["attributes"] = {**attributes, **new_attributes}
+    new_analysis = {
+        str(k): v for k, v in snap.analysis.items() if contact.analysis.get(str(k)) != v
+    }
+    if new_analysis:
+        updates["analysis"] = {**contact.analysis, **new_analysis}
+    for name in FILLED_FIELDS:
+        current = getattr(contact, name)
+        merged = current or getattr(snap, name)
+        if merged != current:
+            updates[name] = merged
+    return updates
 
 
 def _due(queue: Mapping[str, float], wait: float, now: float) -> list[str]:
@@ -483,40 +513,16 @@ class _Change:
 
         Returns `contact` itself when the report adds nothing, so a duplicate costs no copy.
         """
-        now = self.ctx.now
-        updates: dict[str, Any] = {}
-        if event not in contact.events_seen:
-            updates["events_seen"] = (*contact.events_seen, event)
-            updates["event_times"] = _with(contact.event_times, event, now)
-        if EVENT_ORDER[event] > EVENT_ORDER[contact.state]:
-            updates["state"] = event
-        if updates.get("state", contact.state) in FINISHED_EVENTS and contact.finished_at is None:
-            updates["finished_at"] = now
-        attributes = contact.attributes
-        reported = snap.attributes if contact.confirmation != CONFIRMED else {}
-        new_attributes = {k: v for k, v in reported.items() if attributes.get(k) != v}
-        if new_attributes:
-            added = sum(1 for k in new_attributes if k not in attributes)
-            if len(attributes) + added > self.rules.max_attributes:
-                self.refuse(
-                    ErrorCode.TOO_MANY_ATTRIBUTES,
-                    f"at most {self.rules.max_attributes} attributes per contact",
-                )
-                return contact
-            updates["attributes"] = {**attributes, **new_attributes}
-        new_analysis = {
-            str(k): v for k, v in snap.analysis.items() if contact.analysis.get(str(k)) != v
-        }
-        if new_analysis:
-            updates["analysis"] = {**contact.analysis, **new_analysis}
-        for name in FILLED_FIELDS:
-            current = getattr(contact, name)
-            merged = current or getattr(snap, name)
-            if merged != current:
-                updates[name] = merged
+        updates = _fold(contact, event, snap, self.ctx.now)
         if not updates:
             return contact
-        return contact.evolve(active_at=now, **updates)
+        if len(updates.get("attributes", ())) > self.rules.max_attributes:
+            self.refuse(
+                ErrorCode.TOO_MANY_ATTRIBUTES,
+                f"at most {self.rules.max_attributes} attributes per contact",
+            )
+            return contact
+        return contact.evolve(active_at=self.ctx.now, **updates)
 
     def settle(self, contact: Contact, answer: ConnectAnswer) -> Contact:
         """A contact held unconfirmed, once Connect answered: confirmed, with Connect's facts
@@ -841,18 +847,38 @@ def absorbs(state: AgentState, event: ContactReported, ctx: Context, rules: Rule
 
 
 def _keep_absorbed(before: AgentState, after: AgentState, event: AgentEvent) -> None:
-    """Record in `after` the reports it absorbs: `before`'s whose contact it still holds as
-    the very same object, and this event's report if folding it left its contact held with
-    an owner (or destroyed), so no later sender can be elected by it; the newest
-    `ABSORBED_KEPT`. Tabs send each event in their own turn, so one contact's reports of
-    several events are repeated after one another, not each straight after its first."""
+    """Record in `after` the reports it absorbs (the newest `ABSORBED_KEPT`): this event's
+    report if folding it left its contact settled, and `before`'s whose contact `after`
+    still holds as the very same object or as one they still fold into without change.
+
+    Tabs send each event in their own turn, so another tab repeats a contact's reports of
+    several events after the first tab's last one changed the contact again: its earlier
+    reports are then kept, re-checked against the new contact (`_fold`), not forgotten.
+    """
     contacts = after.contacts
-    kept = [(r, c) for r, c in before.absorbed if contacts.get(c.contact_id) is c]
+    kept: list[tuple[ContactEvent, Contact]] = []
+    folded = None
     if isinstance(event, ContactReported) and event.answer is None:
-        contact = contacts.get(event.report.contact.contact_id)
-        if contact is not None and (contact.owner_tab is not None or contact.state == "destroyed"):
-            kept = [(event.report, contact), *(e for e in kept if e[0] is not event.report)]
+        folded = event.report
+    if folded is not None and _settled(contacts, folded):
+        kept.append((folded, contacts[folded.contact.contact_id]))
+    for report, contact in before.absorbed:
+        held = contacts.get(contact.contact_id)
+        if held is None or report is folded:
+            continue
+        # (`_fold` is asked only whether the report changes anything: no time is recorded.)
+        if held is contact or (
+            _settled(contacts, report) and not _fold(held, report.event, report.contact, 0.0)
+        ):
+            kept.append((report, held))
     object.__setattr__(after, "absorbed", tuple(kept[:ABSORBED_KEPT]))
+
+
+def _settled(contacts: Mapping[str, Contact], report: ContactEvent) -> bool:
+    """Folding `report` (with no Connect answer) can elect nobody any more: its contact is
+    held with an owner, or destroyed."""
+    contact = contacts.get(report.contact.contact_id)
+    return contact is not None and (contact.owner_tab is not None or contact.state == "destroyed")
 
 
 def _quiet(state: AgentState, ctx: Context, rules: Rules) -> bool:

@@ -103,7 +103,7 @@ class AgentMachine(RuleBasedStateMachine):
         self.pending_closes: list[TabClosed] = []
         self.last: Outcome | None = None
         self.event: AgentEvent | None = None
-        self.last_report: ContactEvent | None = None
+        self.recent_reports: list[ContactEvent] = []  # newest last
 
     @initialize(
         failover=st.booleans(),
@@ -294,14 +294,16 @@ class AgentMachine(RuleBasedStateMachine):
 
     # -- contacts, commands, media, workflow ---------------------------------------------
 
-    @precondition(lambda self: self.last_report is not None and any(p.conn for p in self.pages))
-    @rule(index=st.integers(0, 20))
-    def repeat_report(self, index: int) -> None:
-        """Another tab sends the very report last folded (the shell decodes identical frames
-        once): where the core says the state absorbs it, a walk of the state agrees."""
+    @precondition(lambda self: self.recent_reports and any(p.conn for p in self.pages))
+    @rule(index=st.integers(0, 20), back=st.integers(0, 5))
+    def repeat_report(self, index: int, back: int) -> None:
+        """Another tab sends the very report one of the last ones was (the shell decodes
+        identical frames once): where the core says the state absorbs it, a walk of the
+        state agrees."""
         page = self.pick(index, connected=True)
-        assert page is not None and page.tab_id is not None and self.last_report is not None
-        event = ContactReported(tab_id=page.tab_id, report=self.last_report)
+        assert page is not None and page.tab_id is not None
+        report = self.recent_reports[-1 - back % len(self.recent_reports)]
+        event = ContactReported(tab_id=page.tab_id, report=report)
         ctx = Context(self.now, self.nodes)
         if absorbs(self.state, event, ctx, self.agent_rules):
             label("repeat absorbed")
@@ -318,17 +320,20 @@ class AgentMachine(RuleBasedStateMachine):
         cid=st.sampled_from(CONTACT_IDS),
         event=st.sampled_from(EVENTS),
         chat=st.booleans(),
+        attributes=st.sampled_from([{}, {"a": "1"}, {"a": "2"}, {"b": "1"}]),
     )
-    def report(self, index: int, cid: str, event: str, chat: bool) -> None:
+    def report(
+        self, index: int, cid: str, event: str, chat: bool, attributes: dict[str, str]
+    ) -> None:
         page = self.pick(index, connected=True)
         assert page is not None and page.tab_id is not None
         before = self.state.contacts.get(cid)
-        report = ContactEvent(
-            event=event,  # type: ignore[arg-type]
-            contact=ContactSnapshot(contact_id=cid, type="chat" if chat else "voice"),
+        snap = ContactSnapshot(
+            contact_id=cid, type="chat" if chat else "voice", attributes=attributes
         )
+        report = ContactEvent(event=event, contact=snap)  # type: ignore[arg-type]
         out = self.apply(ContactReported(tab_id=page.tab_id, report=report))
-        self.last_report = report
+        self.recent_reports = [*self.recent_reports[-5:], report]
         if page.role == "media":
             assert out.refusal is not None and out.refusal.code == ErrorCode.WRONG_ROLE
             return
