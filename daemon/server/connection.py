@@ -571,7 +571,8 @@ class TabConnection:
                 if isinstance(message, Hello):
                     await self._error(ErrorCode.ALREADY_GREETED, "hello was already received")
                     continue
-                await self._dispatch(message)
+                if not self._absorbed(agent, message):
+                    await self._dispatch(message)
             finally:
                 self._charge(agent, started, time.monotonic())
 
@@ -641,14 +642,20 @@ class TabConnection:
                 return MediaReported(tab_id=self.tab_id, status=message)
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unexpected {message.type}")
 
+    def _absorbed(self, agent: str, message: ClientMessage) -> bool:
+        """A contact report the agent's state already holds (most are a second or third tab
+        repeating the first), decided at once by the hub (`AgentHub.absorbs`): nothing to
+        apply and nothing to answer."""
+        if not isinstance(message, ContactEvent):
+            return False
+        return self.hub.absorbs(agent, self, ContactReported(tab_id=self.tab_id, report=message))
+
     async def _dispatch(self, message: ClientMessage) -> None:
         assert self.identity is not None
         agent = self.identity.agent_id
         ref = _ref(message)
         try:
             event = self._event_for(message)
-            if isinstance(event, ContactReported) and self.hub.absorbs(agent, self, event):
-                return  # a repeat of what the agent's state already holds
             check = self.hub.report_check
             if check is not None and isinstance(event, ContactReported):
                 event = await check.check(agent, self.identity, event)
