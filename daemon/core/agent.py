@@ -113,16 +113,16 @@ def _fold(contact: Contact, event: str, snap: ContactSnapshot, now: float) -> di
         updates["state"] = event
     if updates.get("state", contact.state) in FINISHED_EVENTS and contact.finished_at is None:
         updates["finished_at"] = now
-    attributes = contact.attributes
-    reported = snap.attributes if contact.confirmation != CONFIRMED else {}
-    new_attributes = {k: v for k, v in reported.items() if attributes.get(k) != v}
-    if new_attributes:
-        updates["attributes"] = {**attributes, **new_attributes}
-    new_analysis = {
-        str(k): v for k, v in snap.analysis.items() if contact.analysis.get(str(k)) != v
-    }
-    if new_analysis:
-        updates["analysis"] = {**contact.analysis, **new_analysis}
+    if snap.attributes and contact.confirmation != CONFIRMED:
+        attributes = contact.attributes
+        new_attributes = {k: v for k, v in snap.attributes.items() if attributes.get(k) != v}
+        if new_attributes:
+            updates["attributes"] = {**attributes, **new_attributes}
+    if snap.analysis:
+        analysis = contact.analysis
+        new_analysis = {str(k): v for k, v in snap.analysis.items() if analysis.get(str(k)) != v}
+        if new_analysis:
+            updates["analysis"] = {**analysis, **new_analysis}
     for name in FILLED_FIELDS:
         current = getattr(contact, name)
         merged = current or getattr(snap, name)
