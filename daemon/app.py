@@ -33,15 +33,6 @@ from protocol.messages import Notify
 
 log = structlog.get_logger("switchboard.app")
 
-# The young generation is collected after 10,000 net allocations, not Python's 700. Nearly
-# everything an event allocates is freed by reference counting within the event; collected
-# every 700, those objects are still alive when the collector looks, get promoted, and the
-# older generations (every connection's objects) are walked far more often. Measured with
-# tests/bench/event_cpu.py (defaults, history phase included): collector time 0.46 s ->
-# 0.10 s per run, longest pause 77 ms (a full collection) -> 30 ms. Older generations keep
-# Python's ratios, so cyclic garbage (closed connections) is still collected regularly.
-GC_THRESHOLDS = (10_000, 10, 10)
-
 
 class Daemon:
     """One Switchboard node. `start()` returns once it serves; `stop()` undoes it all."""
@@ -266,7 +257,6 @@ class Daemon:
         raise_file_limit()
         await self.start()
         gc.freeze()  # start-up's objects live for ever: keep the collector from walking them
-        gc.set_threshold(*GC_THRESHOLDS)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
