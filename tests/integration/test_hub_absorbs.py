@@ -25,32 +25,39 @@ def connected(cid: str) -> ContactEvent:
     return ContactEvent(event="connected", contact=ContactSnapshot(contact_id=cid))
 
 
+REPORT = connected("k1")  # one object, as the shell decodes one frame sent by three tabs
+
+
 @pytest.fixture
 async def three(hubs: tuple[AgentHub, AgentHub]) -> AsyncIterator[list[Page]]:
+    """Three tabs of the agent on n1."""
     n1, _ = hubs
     yield [await open_page(n1, f"t{n}", f"c{n}") for n in range(3)]
 
 
+@pytest.fixture
+async def folded(hubs: tuple[AgentHub, AgentHub], three: list[Page]) -> list[Page]:
+    """The three tabs, once the first one's `REPORT` made its contact."""
+    await hubs[0].apply(AGENT, reported(three[0], REPORT))
+    return three
+
+
 async def test_a_repeat_is_absorbed_and_nothing_is_committed(
-    hubs: tuple[AgentHub, AgentHub], three: list[Page]
+    hubs: tuple[AgentHub, AgentHub], folded: list[Page]
 ) -> None:
     n1, _ = hubs
-    report = connected("k1")
-    await n1.apply(AGENT, reported(three[0], report))
     before = await n1.store.stream_head(AGENT)
-    assert n1.absorbs(AGENT, three[1], reported(three[1], report))
-    assert n1.absorbs(AGENT, three[2], reported(three[2], report))
+    assert n1.absorbs(AGENT, folded[1], reported(folded[1], REPORT))
+    assert n1.absorbs(AGENT, folded[2], reported(folded[2], REPORT))
     assert await n1.store.stream_head(AGENT) == before
     # Another report is not known to be absorbed: `apply` decides it.
-    assert not n1.absorbs(AGENT, three[1], reported(three[1], connected("k2")))
+    assert not n1.absorbs(AGENT, folded[1], reported(folded[1], connected("k2")))
 
 
 async def test_not_while_an_event_of_the_agent_is_in_its_turn(
-    hubs: tuple[AgentHub, AgentHub], three: list[Page], monkeypatch: pytest.MonkeyPatch
+    hubs: tuple[AgentHub, AgentHub], folded: list[Page], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     n1, _ = hubs
-    report = connected("k1")
-    await n1.apply(AGENT, reported(three[0], report))
     release, entered = asyncio.Event(), asyncio.Event()
 
     # Hold the agent's turn with an apply whose commit waits on the store.
@@ -62,39 +69,35 @@ async def test_not_while_an_event_of_the_agent_is_in_its_turn(
         return await commit(*args, **kwargs)
 
     monkeypatch.setattr(n1.store, "commit_agent", slow_commit)
-    busy = asyncio.create_task(n1.apply(AGENT, reported(three[0], connected("k2"))))
+    busy = asyncio.create_task(n1.apply(AGENT, reported(folded[0], connected("k2"))))
     await entered.wait()
-    assert not n1.absorbs(AGENT, three[1], reported(three[1], report))
+    assert not n1.absorbs(AGENT, folded[1], reported(folded[1], REPORT))
     release.set()
     await busy
-    assert n1.absorbs(AGENT, three[1], reported(three[1], report))
+    assert n1.absorbs(AGENT, folded[1], reported(folded[1], REPORT))
 
 
 async def test_not_on_a_state_another_node_has_moved_on_from(
-    hubs: tuple[AgentHub, AgentHub], three: list[Page]
+    hubs: tuple[AgentHub, AgentHub], folded: list[Page]
 ) -> None:
     n1, n2 = hubs
-    report = connected("k1")
-    await n1.apply(AGENT, reported(three[0], report))
     remote = await open_page(n2, "t9", "c9")
     await n2.apply(AGENT, reported(remote, connected("k2")))  # another node's entry
     await asyncio.sleep(0)  # its publication reaches n1, whose cache no longer holds it all
-    assert not n1.absorbs(AGENT, three[1], reported(three[1], report))
-    outcome = await n1.apply(AGENT, reported(three[1], report))  # decided on fresh state
+    assert not n1.absorbs(AGENT, folded[1], reported(folded[1], REPORT))
+    outcome = await n1.apply(AGENT, reported(folded[1], REPORT))  # decided on fresh state
     assert not outcome.changed and outcome.refusal is None
     # A state read back from the store is not known to hold every entry (only one this node
     # committed is): the next repeat is checked against the store again, by `apply`.
-    assert not n1.absorbs(AGENT, three[2], reported(three[2], report))
+    assert not n1.absorbs(AGENT, folded[2], reported(folded[2], REPORT))
 
 
 async def test_not_from_a_connection_whose_tab_moved_on(
-    hubs: tuple[AgentHub, AgentHub], three: list[Page]
+    hubs: tuple[AgentHub, AgentHub], folded: list[Page]
 ) -> None:
     n1, _ = hubs
-    report = connected("k1")
-    await n1.apply(AGENT, reported(three[0], report))
-    stale = Page(n1, three[1].tab_id, "an-older-connection")
-    assert not n1.absorbs(AGENT, stale, reported(stale, report))
+    stale = Page(n1, folded[1].tab_id, "an-older-connection")
+    assert not n1.absorbs(AGENT, stale, reported(stale, REPORT))
 
 
 async def test_not_while_connect_has_not_confirmed_the_contact(
@@ -102,15 +105,14 @@ async def test_not_while_connect_has_not_confirmed_the_contact(
 ) -> None:
     """A held unconfirmed contact's repeat goes to the report check (it retries Connect)."""
     n1, _ = hubs
-    report = connected("k1")
     first = ContactReported(
-        tab_id=three[0].tab_id, report=report, answer=ConnectUnavailable("timed out")
+        tab_id=three[0].tab_id, report=REPORT, answer=ConnectUnavailable("timed out")
     )
     await n1.apply(AGENT, first)
     _, state = await n1.load(AGENT)
     assert state.contacts["k1"].confirmation == UNCONFIRMED
-    await n1.apply(AGENT, reported(three[1], report))  # the first repeat, folded: no change
-    repeat = reported(three[2], report)
+    await n1.apply(AGENT, reported(three[1], REPORT))  # the first repeat, folded: no change
+    repeat = reported(three[2], REPORT)
     assert n1.absorbs(AGENT, three[2], repeat)  # no check configured: nothing to retry
 
     class Check:
