@@ -4,15 +4,19 @@
                                     [--root PATH]   # run the daemon of another checkout
 
 What is measured is the server process, not the client: the load runs in this process, the
-echo server and the daemon are separate processes, and each one's CPU time (user + system,
-`/proc/PID/stat`) is read before and after each phase. Both servers run on the same event
-loop implementation (`daemon.cli._run`: uvloop when installed), configured alike (no
-compression), in the same run, so the ratios travel between machines when absolute numbers
-do not.
+servers are separate processes, and each one's CPU time (user + system, `/proc/PID/stat`;
+the system part is reported too) is read before and after each phase. Every server runs on
+the same event loop implementation (`daemon.cli._run`: uvloop when installed), configured
+alike (no compression), in the same run and under the same traffic pattern, so the ratios
+travel between machines when absolute numbers do not.
 
-Phases (each tab reads everything the daemon sends it, as a browser tab would):
-- `echo`: every connection sends the daemon's messages to the echo server and waits for
-  each echo; CPU per message.
+Phases (each tab reads everything the server sends it, as a browser tab would):
+- `echo`: the echo server, sent the daemon's messages in the same pattern as the daemon
+  (`echo_phase`); CPU per message.
+- `floor`: `room_server.py`, the least a coordinator can do with this traffic (parse each
+  frame, send each new report once to every tab of the agent, drop repeats), driven exactly
+  as the daemon is: what the daemon costs beyond it is what it decides (validation, the
+  state, the commit, ownership, pacing).
 - `fresh`: agents with no history; every tab of an agent reports every event (incoming,
   connected, ended) of every contact, so two reports in three are duplicates, as with three
   embedded CCPs. CPU per contact_event message received, and per distinct event.
@@ -23,7 +27,7 @@ Phases (each tab reads everything the daemon sends it, as a browser tab would):
 
 Prints one JSON object with the µs figures and the two ratios the design targets:
 `fresh_vs_echo` (daemon CPU per contact_event message over echo CPU per message, target at
-most 2) and `history_vs_fresh` (target at most 1.5).
+most 2) and `history_vs_fresh` (target at most 1.5); and `floor_vs_echo`.
 """
 
 import argparse
@@ -59,11 +63,32 @@ EVENTS = ("incoming", "connected", "ended")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
+
+
+class CpuWindow:
+    """A process's CPU time over a window: per message, and the kernel's (system) share."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.start = cpu_times(pid)
+
+    def per_message(self, messages: int) -> dict[str, float]:
+        user, system = (b - a for a, b in zip(self.start, cpu_times(self.pid), strict=True))
+        return {
+            "messages": messages,
+            "cpu_seconds": round(user + system, 3),
+            "cpu_us_per_message": round((user + system) / messages * 1e6, 1),
+            "system_us_per_message": round(system / messages * 1e6, 1),
+        }
 
 
 def spawn(
@@ -146,24 +171,21 @@ async def daemon_phase(
             *(drive(g, f"{prefix}-{a}", range(history), 1) for a, g in enumerate(groups))
         )
     await asyncio.sleep(0.3)  # let the daemon settle (fan-out, timers) before measuring
-    cpu, wall = cpu_seconds(pid), time.perf_counter()
+    window, wall = CpuWindow(pid), time.perf_counter()
     sent = await asyncio.gather(
         *(
             drive(g, f"{prefix}-{a}", range(history, history + contacts), tabs)
             for a, g in enumerate(groups)
         )
     )
-    cpu, wall = cpu_seconds(pid) - cpu, time.perf_counter() - wall
+    wall = time.perf_counter() - wall
+    measured = window.per_message(sum(sent))
     for group in groups:
         for tab in group:
             await tab.close()
-    messages = sum(sent)
-    return {
-        "messages": messages,
-        "cpu_seconds": round(cpu, 3),
+    return measured | {
         "wall_seconds": round(wall, 3),
-        "cpu_us_per_message": round(cpu / messages * 1e6, 1),
-        "cpu_us_per_distinct_event": round(cpu / (messages / tabs) * 1e6, 1),
+        "cpu_us_per_distinct_event": round(measured["cpu_us_per_message"] * tabs, 1),
     }
 
 
@@ -179,48 +201,61 @@ async def idle_phase(url: str, pid: int, tabs: int, seconds: float) -> dict[str,
     return {"tabs": tabs, "seconds": seconds, "cpu_percent": round(cpu / seconds * 100, 1)}
 
 
-async def echo_phase(port: int, pid: int, connections: int, messages: int) -> dict[str, float]:
-    sockets = [
-        await connect(f"ws://127.0.0.1:{port}", compression=None) for _ in range(connections)
+async def echo_phase(
+    port: int, pid: int, agents: int, tabs: int, contacts: int
+) -> dict[str, float]:
+    """The echo server, driven as `drive` drives the daemon: each agent's tabs send every
+    event of a contact, then read their answers (one frame back per frame sent, where the
+    daemon sends each tab one per distinct event), contact after contact. The same traffic
+    pattern matters: CPU per message falls as more frames arrive per turn of the loop, so a
+    ping-pong baseline (one frame in flight per connection) would cost more per message
+    than the same server under the daemon's load, and flatter the daemon."""
+    groups = [
+        [await connect(f"ws://127.0.0.1:{port}", compression=None) for _ in range(tabs)]
+        for _ in range(agents)
     ]
-    frame = report("incoming", "c-0000")
 
-    async def one(ws: ClientConnection) -> None:
-        for _ in range(messages):
-            await ws.send(frame)
-            await ws.recv()
+    async def one(group: list[ClientConnection]) -> None:
+        for n in range(contacts):
+            for event in EVENTS:
+                frame = report(event, f"c-{n}")
+                for ws in group:
+                    await ws.send(frame)
+            for ws in group:
+                for _ in EVENTS:
+                    await ws.recv()
 
-    cpu = cpu_seconds(pid)
-    await asyncio.gather(*(one(ws) for ws in sockets))
-    cpu = cpu_seconds(pid) - cpu
-    for ws in sockets:
-        await ws.close()
-    total = connections * messages
-    return {
-        "messages": total,
-        "cpu_seconds": round(cpu, 3),
-        "cpu_us_per_message": round(cpu / total * 1e6, 1),
-    }
+    window = CpuWindow(pid)
+    await asyncio.gather(*(one(group) for group in groups))
+    measured = window.per_message(agents * tabs * contacts * len(EVENTS))
+    for group in groups:
+        for ws in group:
+            await ws.close()
+    return measured
 
 
 async def main(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    echo_port, ws_port = free_port(), free_port()
+    echo_port, room_port, ws_port = free_port(), free_port(), free_port()
     echo = spawn([str(ROOT / "tests/bench/echo_server.py"), str(echo_port)], ROOT)
+    room = spawn([str(ROOT / "tests/bench/room_server.py"), str(room_port)], ROOT)
     daemon = spawn(
         ["-m", "daemon.cli", "serve", "--ws-port", str(ws_port), "--http-port", str(free_port())],
         root,
         DAEMON_SETTINGS,
     )
     try:
-        await wait_port(echo_port)
-        await wait_port(ws_port)
+        for port in (echo_port, room_port, ws_port):
+            await wait_port(port)
         url = f"ws://127.0.0.1:{ws_port}/ws"
         shape = (args.agents, args.tabs, args.contacts)
         # At least `--echo-messages` in all: CPU time is read in clock ticks (10 ms), so a
         # short window would make the baseline, and every ratio, a matter of rounding.
-        connections = args.agents * args.tabs
-        per_connection = max(args.contacts * len(EVENTS), args.echo_messages // connections)
-        echo_run = await echo_phase(echo_port, echo.pid, connections, per_connection)
+        per_contact = args.agents * args.tabs * len(EVENTS)
+        echo_contacts = max(args.contacts, -(-args.echo_messages // per_contact))
+        echo_run = await echo_phase(echo_port, echo.pid, args.agents, args.tabs, echo_contacts)
+        room_url = f"ws://127.0.0.1:{room_port}"
+        await daemon_phase(room_url, room.pid, "warmup", 2, args.tabs, 5, 0)
+        floor = await daemon_phase(room_url, room.pid, "floor", *shape, 0)
         await daemon_phase(url, daemon.pid, "warmup", 2, args.tabs, 5, 0)  # first-use costs
         fresh = await daemon_phase(url, daemon.pid, "fresh", *shape, 0)
         history = await daemon_phase(url, daemon.pid, "history", *shape, args.history)
@@ -232,16 +267,18 @@ async def main(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "contacts_per_agent": args.contacts,
             "history_per_agent": args.history,
             "echo": echo_run,
+            "floor": floor,
             "fresh": fresh,
             "history": history,
             "idle": idle,
             "fresh_vs_echo": round(fresh["cpu_us_per_message"] / echo_run["cpu_us_per_message"], 2),
+            "floor_vs_echo": round(floor["cpu_us_per_message"] / echo_run["cpu_us_per_message"], 2),
             "history_vs_fresh": round(
                 history["cpu_us_per_message"] / fresh["cpu_us_per_message"], 2
             ),
         }
     finally:
-        for proc in (echo, daemon):
+        for proc in (echo, room, daemon):
             proc.terminate()
             proc.wait(10)
 
