@@ -22,6 +22,7 @@ from daemon.server.connection import ConnectionLimits
 from daemon.server.hub import SYNC_SECONDS, AgentHub
 from daemon.server.metrics import Metrics
 from daemon.server.ops import Demo, create_ops_app
+from daemon.server.waits import counting_waits
 from daemon.server.ws import start_ws_server
 from daemon.server.zendesk_app import create_app_pages
 from daemon.store.base import Store, StoreUnavailable
@@ -67,7 +68,7 @@ class Daemon:
             stream_max=s.stream_max,
             stream_max_age=s.stream_max_age_seconds,
         )
-        self.store = instrumented(self.store, self.metrics.store_operation)
+        self.store = instrumented(self.store, counting_waits(self.metrics.store_operation))
         self.hub = AgentHub(self.store, s.rules(), s.node_id, self.metrics)
         self.connect = await start_connect(s, self.store, self.metrics)
         self.zendesk = await start_zendesk(

@@ -17,6 +17,7 @@ from daemon.app import Daemon
 from daemon.config import Settings
 from daemon.sandbox import SandboxConfig, create_app
 from daemon.server.auth import mint_token
+from daemon.store.base import Store
 
 SECRET = "test-secret-not-for-production-0123456789"
 ORIGIN = "https://acme.zendesk.com"
@@ -54,12 +55,13 @@ async def sandbox_server() -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def running(**overrides: Any) -> AsyncIterator[Daemon]:
-    """A daemon on its own sandbox (unless `zendesk_url` names another account)."""
+async def running(*, store: Store | None = None, **overrides: Any) -> AsyncIterator[Daemon]:
+    """A daemon on its own sandbox (unless `zendesk_url` names another account), on `store`
+    if given (else the one its settings name)."""
     async with contextlib.AsyncExitStack() as stack:
         if "zendesk_url" not in overrides:
             overrides["zendesk_url"] = await stack.enter_async_context(sandbox_server())
-        daemon = Daemon(settings(**overrides))
+        daemon = Daemon(settings(**overrides), store=store)
         await daemon.start()
         stack.push_async_callback(daemon.stop)
         yield daemon

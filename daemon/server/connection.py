@@ -41,6 +41,7 @@ from daemon.server.frames import EntryFrames, entry_data
 from daemon.server.hub import AgentHub, StoreContention
 from daemon.server.metrics import Metrics
 from daemon.server.socket import TabSocket
+from daemon.server.waits import FrameWaits, Waiting, track
 from daemon.store.base import StoreUnavailable, StreamEntry
 from protocol.codec import Codec
 from protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -98,13 +99,14 @@ class AgentBudgets:
     agent's frames, charged after each frame by how long it took). Whichever is short holds
     the agent's connections back. The time budget is what keeps one agent whose events are
     expensive (a large state, many contacts) from slowing every other agent on the node.
-    It charges wall-clock time: with the memory store that is the CPU the frame cost; with
-    Redis it includes the round trips, during which the agent's lock is held all the same.
-    One frame is charged at most the burst (`TabConnection._charge`): beyond that, the time
-    was the node or the store stalling (a pause, a wait through an outage), not work the
-    agent made the node do, and charging it in full held the agent's tabs for four times
-    the stall, long enough for a tab closing meanwhile to drop the reports it had sent
-    (found by the simulator, tests/sim: seed 7 fails without it).
+    It charges the frame's wall-clock time less what the frame spent waiting (`waits`: store
+    round trips, the agent's turn, Amazon Connect's answer), i.e. the time the event loop
+    spent on it; while it waited, the loop was handling other agents' frames, which are
+    theirs to pay for. One frame is charged at most the burst (`TabConnection._charge`):
+    beyond that, the time was the node stalling (a pause), not work the agent made the node
+    do, and charging it in full held the agent's tabs for four times the stall, long enough
+    for a tab closing meanwhile to drop the reports it had sent (found by the simulator,
+    tests/sim: seed 7 failed without it, when waits were still charged).
 
     A budget outlives the agent's connections until it has refilled, so closing every tab
     and reconnecting does not buy a fresh burst; idle full budgets are forgotten, so memory
@@ -199,6 +201,7 @@ class TabConnection:
         "strikes",
         "superseded",
         "tab_id",
+        "waits",
         "ws",
     )
 
@@ -236,6 +239,7 @@ class TabConnection:
         self.streaming = False  # welcomed: stream entries may be sent
         self.superseded = False
         self._closer: asyncio.Task[None] | None = None
+        self.waits = FrameWaits()  # the current frame's (`_frame_started`)
 
     @property
     def log(self) -> Any:
@@ -252,7 +256,7 @@ class TabConnection:
         self.metrics.connections.inc()
         try:
             hello = await self._await_hello()
-            opening = time.monotonic()
+            opening = self._frame_started()
             await self._open(hello)
             del hello  # this frame lasts as long as the connection: keep no token in it
             assert self.identity is not None
@@ -556,14 +560,14 @@ class TabConnection:
             run += 1
             if not self._listening():
                 return  # closing: whatever is still buffered is dropped, not handled
-            started = time.monotonic()
+            started = self._frame_started()
             granted, wait = self.budgets.reserve(agent, started)
             if wait > 0 or not granted:
                 if not await self._paced(granted, wait, ErrorCode.AGENT_RATE_LIMITED):
                     continue
                 if not self._listening():
                     return
-                started = time.monotonic()
+                started = self._frame_started()
             try:
                 message = await self._read(frame, greeted=True)
                 if message is None:
@@ -576,9 +580,16 @@ class TabConnection:
             finally:
                 self._charge(agent, started, time.monotonic())
 
+    def _frame_started(self) -> float:
+        """A frame's handling starts now: its waits are counted afresh (`waits.track`)."""
+        self.waits = track()
+        return time.monotonic()
+
     def _charge(self, agent: str, started: float, now: float) -> None:
-        """Charge the agent for one frame, at most its busy burst (see `AgentBudgets`)."""
-        self.budgets.charge(agent, now, min(now - started, self.limits.agent_busy_burst))
+        """Charge the agent for the node's time one frame took: its time less its waits, at
+        most the busy burst (see `AgentBudgets`)."""
+        spent = max(0.0, now - started - self.waits.seconds)
+        self.budgets.charge(agent, now, min(spent, self.limits.agent_busy_burst))
 
     def _listening(self) -> bool:
         return self.ws.state is State.OPEN and not self.superseded
@@ -658,7 +669,8 @@ class TabConnection:
             event = self._event_for(message)
             check = self.hub.report_check
             if check is not None and isinstance(event, ContactReported):
-                event = await check.check(agent, self.identity, event)
+                with Waiting():
+                    event = await check.check(agent, self.identity, event)
             outcome = await self.hub.apply(agent, event)
             if outcome.refusal is not None and outcome.refusal.code == ErrorCode.HELLO_REQUIRED:
                 # The store lost this tab (e.g. Redis restarted empty): register it again.

@@ -48,6 +48,7 @@ from daemon.core.events import (
 from daemon.core.state import AgentState
 from daemon.server.auth import AgentIdentity
 from daemon.server.metrics import Metrics
+from daemon.server.waits import Waiting
 from daemon.store.base import (
     Envelope,
     Revision,
@@ -150,9 +151,12 @@ class _AgentLock:
         return entry
 
     async def __aenter__(self) -> None:
+        """Wait for the agent's turn; the wait counts as the frame's (`waits`): it is the
+        agent's earlier frames' time, charged to them."""
         self._users += 1
         try:
-            await self._lock.acquire()
+            with Waiting():
+                await self._lock.acquire()
         except BaseException:
             self._leave()
             raise

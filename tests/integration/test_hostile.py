@@ -23,6 +23,8 @@ from websockets.frames import Frame, Opcode
 from daemon.app import Daemon
 from daemon.server.connection import FRAMES_PER_TURN
 from daemon.server.socket import TabSocket
+from daemon.store.base import Committed
+from daemon.store.memory import MemoryStore
 from protocol.messages import Notify
 from tests.daemons import eventually, open_tab, running, token
 from tests.integration.rawsockets import greeted
@@ -135,6 +137,30 @@ async def test_a_hostile_agent_at_its_limits_does_not_delay_another_agents_elect
         for ws in hostile:
             ws.transport.abort()  # a close frame would queue behind the frames still unread
         await asyncio.gather(flooding, *readers)
+        await alice.close()
+
+
+class DistantStore(MemoryStore):
+    """The memory store behind a 50 ms round trip on every commit, as a distant Redis."""
+
+    async def commit_agent(self, *args: Any, **kwargs: Any) -> Committed | None:
+        await asyncio.sleep(0.05)
+        return await super().commit_agent(*args, **kwargs)
+
+
+async def test_an_agent_is_charged_for_the_nodes_time_not_for_waiting_on_the_store() -> None:
+    """Twenty new contacts, one at a time, each commit 50 ms away: a second of waiting, ten
+    times the agent's time budget, during which the node could serve everyone else. None of
+    the agent's frames is held back; before, each was charged its wall-clock time and the
+    agent was paced from its third frame on."""
+    async with running(
+        store=DistantStore(), agent_busy_share=0.25, agent_busy_burst_seconds=0.1
+    ) as daemon:
+        alice = await open_tab(daemon, "alice")
+        for n in range(20):
+            await alice.report("incoming", f"c-{n}", monitoring=True)
+            await eventually(functools.partial(alice.owns, f"c-{n}"), timeout=5)
+        assert sample(daemon, "switchboard_agent_throttled_total", outcome="delayed") == 0
         await alice.close()
 
 

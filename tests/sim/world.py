@@ -27,7 +27,9 @@ from daemon.server.auth import mint_token
 from daemon.server.connection import AgentBudgets, ConnectionLimits, TabConnection
 from daemon.server.hub import AgentHub
 from daemon.server.metrics import Metrics
+from daemon.server.waits import counting_waits
 from daemon.store.base import StoreUnavailable
+from daemon.store.instrumented import instrumented
 from daemon.store.memory import MemoryStore
 from daemon.zendesk.auth import ApiTokenAuth
 from daemon.zendesk.client import ZendeskClient
@@ -178,7 +180,9 @@ class Node:
         self.id = node_id
         self.store = NodeStore(world.store, world.clock.monotonic)
         self.metrics = Metrics()
-        self.hub = AgentHub(self.store, RULES, node_id, self.metrics, clock=world.clock.time)  # type: ignore[arg-type]
+        # Wired as `daemon.app` wires it: store calls timed, each a wait of the frame making it.
+        timed = instrumented(self.store, counting_waits(self.metrics.store_operation))
+        self.hub = AgentHub(timed, RULES, node_id, self.metrics, clock=world.clock.time)  # type: ignore[arg-type]
         self.client = ZendeskClient(
             world.base_url, ApiTokenAuth("agent@example.com", "sandbox-token"), timeout=10.0
         )

@@ -1,0 +1,92 @@
+"""What the frame being handled spent waiting, so that an agent's time budget
+(`AgentBudgets`) charges the node's time its frame used, not the time it waited.
+
+A frame's handling suspends at a few places: a store round trip, its agent's turn (behind the
+agent's own earlier frames), Amazon Connect's answer. Meanwhile the event loop handles other
+agents' frames. Charging a frame its wall-clock time therefore charged its agent for other
+agents' work too: under load every agent was paced for the node's work as a whole, and on
+Redis, where most of a frame's wall-clock time is the round trip, the daemon kept 0.3 to 0.4
+of the memory daemon's event throughput where it keeps 0.67 without that pacing (measured
+with `tests/bench/daemon_load.py`).
+
+Each place that waits adds the time to the current frame's `FrameWaits`, held in a context
+variable: each connection handles its frames in its own task, so the count is that
+connection's, and work done outside a connection counts nowhere. Each frame gets a new count
+(`track`): a task or timer started while a frame is handled inherits that frame's count,
+which is read once, when the frame is charged, so what such a task waits later counts for
+no frame. A wait inside another (a store call made while Amazon Connect is asked) counts
+once.
+"""
+
+import time
+from contextvars import ContextVar
+from types import TracebackType
+
+from daemon.store.instrumented import Record, Recorder
+
+
+class FrameWaits:
+    """Seconds waited so far by the frame being handled."""
+
+    __slots__ = ("depth", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.depth = 0  # inside a `Waiting` block: the waits within it are its own
+
+
+_CURRENT: ContextVar[FrameWaits | None] = ContextVar("frame_waits", default=None)
+
+
+def track() -> FrameWaits:
+    """Count this task's waits from now on in the returned object (one per frame)."""
+    waits = FrameWaits()
+    _CURRENT.set(waits)
+    return waits
+
+
+def waited(seconds: float) -> None:
+    """Count `seconds` as waited by the frame this task is handling, if it handles one."""
+    waits = _CURRENT.get()
+    if waits is not None and not waits.depth:
+        waits.seconds += seconds
+
+
+class Waiting:
+    """`with Waiting(): await ...`: the time inside counts as waited, whatever waits within
+    it report."""
+
+    __slots__ = ("_started", "_waits")
+
+    def __enter__(self) -> None:
+        self._waits = _CURRENT.get()
+        if self._waits is not None:
+            self._waits.depth += 1
+        self._started = time.monotonic()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._waits is not None:
+            self._waits.depth -= 1
+        waited(time.monotonic() - self._started)
+
+
+def counting_waits(recorder: Recorder) -> Recorder:
+    """`recorder`, whose records also count as the current frame's waiting: given to
+    `instrumented`, every store call a frame makes is a wait. With Redis that is the round
+    trip; with the memory store it is a dictionary write, a small part of a frame's time."""
+
+    def operation(name: str) -> Record:
+        record = recorder(name)
+
+        def both(seconds: float, ok: bool) -> None:
+            record(seconds, ok)
+            waited(seconds)
+
+        return both
+
+    return operation
