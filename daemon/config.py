@@ -65,8 +65,9 @@ class Settings(BaseSettings):
     max_queue: int = 32
     # Per-agent budgets (wire), shared by all of an agent's connections on this node. Messages:
     # over the rate, reading pauses (back-pressure) up to the wait, then frames are refused.
-    # Time: an agent's frames may keep the node busy this share of the time (bursts aside);
-    # over it, its connections are not read until it is paid back.
+    # Time: an agent's frames may keep the node busy this share of the time (bursts aside),
+    # counting what the node spent on them, not their waits (`daemon.server.waits`); over
+    # it, its connections are not read until it is paid back.
     agent_rate_per_second: float = 150.0
     agent_rate_burst: int = 300
     agent_max_wait_seconds: float = 1.0
