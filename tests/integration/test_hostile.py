@@ -164,6 +164,36 @@ async def test_an_agent_is_charged_for_the_nodes_time_not_for_waiting_on_the_sto
         await alice.close()
 
 
+async def test_an_agent_whose_frames_keep_the_node_busy_is_still_paced() -> None:
+    """The counterpart: time the node spends on an agent's frames is charged. One tab
+    sending new contacts of 200 attributes each, as fast as it can, within every rate (the
+    message budget is far away): its time budget, a quarter of the node with 50 ms of burst,
+    is what holds it back."""
+    attributes = {f"attribute_{n:03}": "v" * 30 for n in range(200)}
+
+    def heavy() -> str:
+        contact = {"contact_id": f"h-{next(ids)}", "monitoring": True, "attributes": attributes}
+        return json.dumps({"type": "contact_event", "event": "incoming", "contact": contact})
+
+    async with running(
+        **WIDE_OPEN,
+        agent_rate_per_second=100_000.0,
+        agent_rate_burst=100_000,
+        agent_busy_share=0.25,
+        agent_busy_burst_seconds=0.05,
+        max_open_contacts=100_000,
+    ) as daemon:
+        ws = await greeted(daemon, "mallory")
+        reader = asyncio.create_task(drain(ws))
+        until = time.monotonic() + 2.0
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            while time.monotonic() < until:
+                await asyncio.wait_for(ws.send(heavy()), max(0.01, until - time.monotonic()))
+        assert sample(daemon, "switchboard_agent_throttled_total", outcome="delayed") > 0
+        ws.transport.abort()
+        await reader
+
+
 async def _stuck_reader(url: str, hello: str | None = None) -> ClientConnection:
     """A tab that never reads: a tiny receive buffer, and a client that stops reading."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
