@@ -41,7 +41,7 @@ from daemon.server.frames import EntryFrames, entry_data
 from daemon.server.hub import AgentHub, StoreContention
 from daemon.server.metrics import Metrics
 from daemon.server.socket import TabSocket
-from daemon.server.waits import FrameWaits, Waiting, track
+from daemon.server.waits import FrameWaits, Waiting
 from daemon.store.base import StoreUnavailable, StreamEntry
 from protocol.codec import Codec
 from protocol.errors import CloseCode, ErrorCode, ProtocolError
@@ -201,7 +201,6 @@ class TabConnection:
         "strikes",
         "superseded",
         "tab_id",
-        "waits",
         "ws",
     )
 
@@ -239,7 +238,6 @@ class TabConnection:
         self.streaming = False  # welcomed: stream entries may be sent
         self.superseded = False
         self._closer: asyncio.Task[None] | None = None
-        self.waits = FrameWaits()  # the current frame's (`_frame_started`)
 
     @property
     def log(self) -> Any:
@@ -256,12 +254,12 @@ class TabConnection:
         self.metrics.connections.inc()
         try:
             hello = await self._await_hello()
-            opening = self._frame_started()
-            await self._open(hello)
+            opening = time.monotonic()
+            with FrameWaits() as waits:
+                await self._open(hello)
             del hello  # this frame lasts as long as the connection: keep no token in it
             assert self.identity is not None
-            opened = time.monotonic()
-            self._charge(self.identity.agent_id, opening, opened)
+            self._charge(self.identity.agent_id, opening, time.monotonic(), waits)
             self.streaming = True
             self._start_backlog()  # whatever was delivered while the tab was being welcomed
             await self._serve()
@@ -560,35 +558,31 @@ class TabConnection:
             run += 1
             if not self._listening():
                 return  # closing: whatever is still buffered is dropped, not handled
-            started = self._frame_started()
+            started = time.monotonic()
             granted, wait = self.budgets.reserve(agent, started)
             if wait > 0 or not granted:
                 if not await self._paced(granted, wait, ErrorCode.AGENT_RATE_LIMITED):
                     continue
                 if not self._listening():
                     return
-                started = self._frame_started()
-            try:
-                message = await self._read(frame, greeted=True)
-                if message is None:
-                    continue
-                if isinstance(message, Hello):
-                    await self._error(ErrorCode.ALREADY_GREETED, "hello was already received")
-                    continue
-                if not self._absorbed(agent, message):
-                    await self._dispatch(message)
-            finally:
-                self._charge(agent, started, time.monotonic())
+                started = time.monotonic()
+            with FrameWaits() as waits:
+                try:
+                    message = await self._read(frame, greeted=True)
+                    if message is None:
+                        continue
+                    if isinstance(message, Hello):
+                        await self._error(ErrorCode.ALREADY_GREETED, "hello was already received")
+                        continue
+                    if not self._absorbed(agent, message):
+                        await self._dispatch(message)
+                finally:
+                    self._charge(agent, started, time.monotonic(), waits)
 
-    def _frame_started(self) -> float:
-        """A frame's handling starts now: its waits are counted afresh (`waits.track`)."""
-        self.waits = track()
-        return time.monotonic()
-
-    def _charge(self, agent: str, started: float, now: float) -> None:
+    def _charge(self, agent: str, started: float, now: float, waits: FrameWaits) -> None:
         """Charge the agent for the node's time one frame took: its time less its waits, at
         most the busy burst (see `AgentBudgets`)."""
-        spent = max(0.0, now - started - self.waits.seconds)
+        spent = max(0.0, now - started - waits.seconds)
         self.budgets.charge(agent, now, min(spent, self.limits.agent_busy_burst))
 
     def _listening(self) -> bool:

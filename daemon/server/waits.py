@@ -5,14 +5,14 @@ A frame's handling suspends at a few places: a store round trip, its agent's tur
 agent's own earlier frames), Amazon Connect's answer. Meanwhile the event loop handles other
 agents' frames. Charging a frame its wall-clock time therefore charged its agent for other
 agents' work too: under load every agent was paced for the node's work as a whole, and on
-Redis, where most of a frame's wall-clock time is the round trip, the daemon kept 0.3 to 0.4
-of the memory daemon's event throughput where it keeps 0.67 without that pacing (measured
-with `tests/bench/daemon_load.py`).
+Redis, where most of a frame's wall-clock time is the round trip, the daemon kept 0.29 to
+0.35 of the memory daemon's event throughput, against 0.59 to 0.64 since (measured with
+`tests/bench/daemon_load.py`).
 
 Each place that waits adds the time to the current frame's `FrameWaits`, held in a context
 variable: each connection handles its frames in its own task, so the count is that
 connection's, and work done outside a connection counts nowhere. Each frame gets a new count
-(`track`): a task or timer started while a frame is handled inherits that frame's count,
+(`FrameWaits`): a task or timer started while a frame is handled inherits that frame's count,
 which is read once, when the frame is charged, so what such a task waits later counts for
 no frame. A wait inside another (a store call made while Amazon Connect is asked) counts
 once.
@@ -26,23 +26,30 @@ from daemon.store.instrumented import Record, Recorder
 
 
 class FrameWaits:
-    """Seconds waited so far by the frame being handled."""
+    """Seconds waited by the frame being handled: `with FrameWaits() as waits:` counts this
+    task's waits inside the block (and only there: the context variable is reset on exit,
+    so an idle connection keeps nothing of it)."""
 
-    __slots__ = ("depth", "seconds")
+    __slots__ = ("_token", "depth", "seconds")
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.depth = 0  # inside a `Waiting` block: the waits within it are its own
 
+    def __enter__(self) -> "FrameWaits":
+        self._token = _CURRENT.set(self)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        _CURRENT.reset(self._token)
+
 
 _CURRENT: ContextVar[FrameWaits | None] = ContextVar("frame_waits", default=None)
-
-
-def track() -> FrameWaits:
-    """Count this task's waits from now on in the returned object (one per frame)."""
-    waits = FrameWaits()
-    _CURRENT.set(waits)
-    return waits
 
 
 def waited(seconds: float) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from daemon.core.ratelimit import TokenBucket
 from daemon.server.connection import AgentBudgets, ConnectionLimits
-from daemon.server.waits import Waiting, counting_waits, track, waited
+from daemon.server.waits import FrameWaits, Waiting, counting_waits, waited
 from protocol.codec import (
     JSON_SUBPROTOCOL,
     MAX_DEPTH,
@@ -249,16 +249,17 @@ def test_a_frame_counts_each_wait_once_and_only_its_own() -> None:
     recorded: list[tuple[str, float, bool]] = []
     operation = counting_waits(lambda name: lambda s, ok: recorded.append((name, s, ok)))
     commit = operation("commit_agent")
-    commit(0.25, True)  # no frame is being handled: recorded, counted nowhere
-    frame = track()
-    commit(0.5, True)
-    assert frame.seconds == 0.5 and recorded[-1] == ("commit_agent", 0.5, True)
-    with Waiting():  # a store call inside another wait is part of it, not counted again
-        commit(10.0, True)
-        time.sleep(0.01)
-    assert 0.51 <= frame.seconds < 0.6
-    following = track()  # the next frame starts afresh; the previous count is left alone
-    waited(1.0)
+    with FrameWaits() as frame:
+        commit(0.5, True)
+        assert frame.seconds == 0.5 and recorded == [("commit_agent", 0.5, True)]
+        with Waiting():  # a store call inside another wait is part of it, not counted again
+            commit(10.0, True)
+            time.sleep(0.01)
+        assert 0.51 <= frame.seconds < 0.6
+    commit(1.0, True)  # no frame is being handled: recorded, counted nowhere
+    assert len(recorded) == 3 and frame.seconds < 0.6
+    with FrameWaits() as following:  # the next frame starts afresh
+        waited(1.0)
     assert following.seconds == 1.0 and frame.seconds < 0.6
 
 
