@@ -9,35 +9,34 @@ Redis, where most of a frame's wall-clock time is the round trip, the daemon kep
 0.35 of the memory daemon's event throughput, against 0.59 to 0.64 since (measured with
 `tests/bench/daemon_load.py`).
 
-Each place that waits adds the time to the current frame's `FrameWaits`, held in a context
-variable: each connection handles its frames in its own task, so the count is that
-connection's, and work done outside a connection counts nowhere. Each frame gets a new count
-(`FrameWaits`): a task or timer started while a frame is handled inherits that frame's count,
-which is read once, when the frame is charged, so what such a task waits later counts for
-no frame. A wait inside another (a store call made while Amazon Connect is asked) counts
-once.
+Each place that waits adds the time to the count of the frame its task is handling: each
+connection handles its frames in its own task, so the count is that connection's frame's,
+and a task the frame starts (a tick, a workflow run) counts for no frame. A count exists
+only while its frame is handled, so idle connections hold nothing of it. A wait inside
+another (a store call made while Amazon Connect is asked) counts once.
 """
 
+import asyncio
 import time
-from contextvars import ContextVar
 from types import TracebackType
+from typing import Any
 
 from daemon.store.instrumented import Record, Recorder
 
 
 class FrameWaits:
-    """Seconds waited by the frame being handled: `with FrameWaits() as waits:` counts this
-    task's waits inside the block (and only there: the context variable is reset on exit,
-    so an idle connection keeps nothing of it)."""
+    """Seconds waited by the frame being handled: `with FrameWaits() as waits:` counts the
+    waits of the current task inside the block."""
 
-    __slots__ = ("_token", "depth", "seconds")
+    __slots__ = ("_task", "depth", "seconds")
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.depth = 0  # inside a `Waiting` block: the waits within it are its own
 
     def __enter__(self) -> "FrameWaits":
-        self._token = _CURRENT.set(self)
+        self._task = asyncio.current_task()
+        _FRAMES[self._task] = self
         return self
 
     def __exit__(
@@ -46,15 +45,20 @@ class FrameWaits:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        _CURRENT.reset(self._token)
+        del _FRAMES[self._task]
 
 
-_CURRENT: ContextVar[FrameWaits | None] = ContextVar("frame_waits", default=None)
+# The frames being handled, by the task handling each: a task handles one frame at a time.
+_FRAMES: dict[asyncio.Task[Any] | None, FrameWaits] = {}
+
+
+def _current() -> FrameWaits | None:
+    return _FRAMES.get(asyncio.current_task()) if _FRAMES else None
 
 
 def waited(seconds: float) -> None:
     """Count `seconds` as waited by the frame this task is handling, if it handles one."""
-    waits = _CURRENT.get()
+    waits = _current()
     if waits is not None and not waits.depth:
         waits.seconds += seconds
 
@@ -66,7 +70,7 @@ class Waiting:
     __slots__ = ("_started", "_waits")
 
     def __enter__(self) -> None:
-        self._waits = _CURRENT.get()
+        self._waits = _current()
         if self._waits is not None:
             self._waits.depth += 1
         self._started = time.monotonic()

@@ -1,6 +1,7 @@
 """The wire boundary without sockets: codecs refuse hostile shapes with typed errors only, the
 models bound every value, and the token buckets pace an agent's connections together."""
 
+import asyncio
 import json
 import math
 import time
@@ -245,19 +246,24 @@ def test_an_agent_that_kept_the_node_busy_waits_until_it_paid_it_back() -> None:
     assert shared.reserve("b", 0.0) == (True, 0.0)  # nobody else pays for it
 
 
-def test_a_frame_counts_each_wait_once_and_only_its_own() -> None:
+async def test_a_frame_counts_each_wait_once_and_only_its_own() -> None:
     recorded: list[tuple[str, float, bool]] = []
     operation = counting_waits(lambda name: lambda s, ok: recorded.append((name, s, ok)))
     commit = operation("commit_agent")
+
+    async def elsewhere() -> None:  # another task: not the frame's, whoever started it
+        commit(5.0, True)
+
     with FrameWaits() as frame:
         commit(0.5, True)
         assert frame.seconds == 0.5 and recorded == [("commit_agent", 0.5, True)]
         with Waiting():  # a store call inside another wait is part of it, not counted again
             commit(10.0, True)
-            time.sleep(0.01)
+            await asyncio.sleep(0.01)
+        await asyncio.create_task(elsewhere())
         assert 0.51 <= frame.seconds < 0.6
     commit(1.0, True)  # no frame is being handled: recorded, counted nowhere
-    assert len(recorded) == 3 and frame.seconds < 0.6
+    assert len(recorded) == 4 and frame.seconds < 0.6
     with FrameWaits() as following:  # the next frame starts afresh
         waited(1.0)
     assert following.seconds == 1.0 and frame.seconds < 0.6
