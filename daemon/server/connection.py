@@ -254,12 +254,8 @@ class TabConnection:
         self.metrics.connections.inc()
         try:
             hello = await self._await_hello()
-            opening = time.monotonic()
-            with FrameWaits() as waits:
-                await self._open(hello)
+            await self._welcome(hello)
             del hello  # this frame lasts as long as the connection: keep no token in it
-            assert self.identity is not None
-            self._charge(self.identity.agent_id, opening, time.monotonic(), waits)
             self.streaming = True
             self._start_backlog()  # whatever was delivered while the tab was being welcomed
             await self._serve()
@@ -295,6 +291,14 @@ class TabConnection:
         self.log.info("tab_closed")
 
     # -- greeting ----------------------------------------------------------------------
+
+    async def _welcome(self, hello: Hello) -> None:
+        """Open the tab (`_open`), charged to its agent as a frame is."""
+        opening = time.monotonic()
+        with FrameWaits() as waits:
+            await self._open(hello)
+        assert self.identity is not None
+        self._charge(self.identity.agent_id, opening, time.monotonic(), waits)
 
     async def _await_hello(self) -> Hello:
         deadline = time.monotonic() + self.limits.hello_timeout
