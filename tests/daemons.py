@@ -55,9 +55,15 @@ async def sandbox_server() -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def running(*, store: Store | None = None, **overrides: Any) -> AsyncIterator[Daemon]:
-    """A daemon on its own sandbox (unless `zendesk_url` names another account), on `store`
-    if given (else the one its settings name)."""
+async def running(**overrides: Any) -> AsyncIterator[Daemon]:
+    """A daemon on its own sandbox (unless `zendesk_url` names another account)."""
+    async with running_on(None, **overrides) as daemon:
+        yield daemon
+
+
+@asynccontextmanager
+async def running_on(store: Store | None, /, **overrides: Any) -> AsyncIterator[Daemon]:
+    """`running`, on `store` if given (else the one its settings name)."""
     async with contextlib.AsyncExitStack() as stack:
         if "zendesk_url" not in overrides:
             overrides["zendesk_url"] = await stack.enter_async_context(sandbox_server())

@@ -26,7 +26,7 @@ from daemon.server.socket import TabSocket
 from daemon.store.base import Committed
 from daemon.store.memory import MemoryStore
 from protocol.messages import Notify
-from tests.daemons import eventually, open_tab, running, token
+from tests.daemons import eventually, open_tab, running, running_on, token
 from tests.integration.rawsockets import greeted
 from tests.processes import DaemonProcess
 
@@ -153,8 +153,8 @@ async def test_an_agent_is_charged_for_the_nodes_time_not_for_waiting_on_the_sto
     times the agent's time budget, during which the node could serve everyone else. None of
     the agent's frames is held back; before, each was charged its wall-clock time and the
     agent was paced from its third frame on."""
-    async with running(
-        store=DistantStore(), agent_busy_share=0.25, agent_busy_burst_seconds=0.1
+    async with running_on(
+        DistantStore(), agent_busy_share=0.25, agent_busy_burst_seconds=0.1
     ) as daemon:
         alice = await open_tab(daemon, "alice")
         for n in range(20):
