@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +55,12 @@ async def drain(ws: ClientConnection) -> None:
             pass
 
 
-async def flood(ws: ClientConnection, until: float) -> int:
-    """Send as fast as the socket takes frames until `until`; how many were sent."""
+async def flood(ws: ClientConnection, until: float, frame: Callable[[], str] = report) -> int:
+    """Send `frame()` as fast as the socket takes frames until `until`; how many were sent."""
     sent = 0
     with contextlib.suppress(ConnectionClosed, TimeoutError):
         while time.monotonic() < until:
-            await asyncio.wait_for(ws.send(report()), max(0.01, until - time.monotonic()))
+            await asyncio.wait_for(ws.send(frame()), max(0.01, until - time.monotonic()))
             sent += 1
     return sent
 
@@ -185,10 +185,7 @@ async def test_an_agent_whose_frames_keep_the_node_busy_is_still_paced() -> None
     ) as daemon:
         ws = await greeted(daemon, "mallory")
         reader = asyncio.create_task(drain(ws))
-        until = time.monotonic() + 2.0
-        with contextlib.suppress(ConnectionClosed, TimeoutError):
-            while time.monotonic() < until:
-                await asyncio.wait_for(ws.send(heavy()), max(0.01, until - time.monotonic()))
+        await flood(ws, time.monotonic() + 2.0, heavy)
         assert sample(daemon, "switchboard_agent_throttled_total", outcome="delayed") > 0
         ws.transport.abort()
         await reader
