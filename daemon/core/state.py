@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import msgpack
 
-from daemon.store.base import StateWrite
+from daemon.core.writes import StateWrite
 from protocol.messages import (
     AssignmentMode,
     ClickToDial,

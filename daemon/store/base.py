@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from daemon.core.writes import StateWrite
+
 
 class StoreUnavailable(Exception):
     """The store cannot serve now (down, full, read-only); nothing was written. Retry later."""
@@ -53,26 +55,6 @@ class Revision:
 
 
 NEVER_STORED = Revision(None, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class StateWrite:
-    """What a commit writes of the agent's state: the head (everything but the contacts, small
-    and bounded) and, per contact, only what changed since the revision it is built on.
-
-    `put` maps contact ids to their new encoded entries (added or replaced); `dropped` names
-    contacts whose entries go. A commit therefore costs what the event touched, not the
-    agent's history. The store treats every value as opaque bytes.
-    """
-
-    head: bytes
-    put: Mapping[str, bytes] = field(default_factory=dict)
-    dropped: Sequence[str] = ()
-
-    @property
-    def size(self) -> int:
-        """The state bytes this write carries (head and put entries)."""
-        return len(self.head) + sum(len(entry) for entry in self.put.values())
 
 
 @dataclass(frozen=True, slots=True)

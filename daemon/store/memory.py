@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from daemon.core.writes import StateWrite
 from daemon.store.base import (
     NEVER_STORED,
     Committed,
@@ -30,7 +31,6 @@ from daemon.store.base import (
     Lease,
     Resumed,
     Revision,
-    StateWrite,
     Store,
     StreamEntry,
     StreamListener,

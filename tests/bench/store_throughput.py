@@ -33,7 +33,8 @@ from typing import Any
 
 import msgpack
 
-from daemon.store.base import NEVER_STORED, Envelope, Revision, StateWrite, Store, StreamEntry
+from daemon.core.writes import StateWrite
+from daemon.store.base import NEVER_STORED, Envelope, Revision, Store, StreamEntry
 from daemon.store.memory import MemoryStore
 from daemon.store.redis import RedisStore
 from tests.redis_servers import RedisCluster, RedisServer

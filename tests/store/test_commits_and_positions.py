@@ -3,7 +3,8 @@ memory, one Redis server and a Redis Cluster (see `test_store_contract.py` for t
 
 import asyncio
 
-from daemon.store.base import NEVER_STORED, Envelope, Resumed, StateWrite, StreamEntry
+from daemon.core.writes import StateWrite
+from daemon.store.base import NEVER_STORED, Envelope, Resumed, StreamEntry
 from tests.daemons import eventually
 from tests.store.conftest import STREAM_MAX, Backend
 

@@ -3,7 +3,8 @@ follows the agents in use, not every agent ever seen."""
 
 import tracemalloc
 
-from daemon.store.base import NEVER_STORED, Envelope, StateWrite, StreamEntry
+from daemon.core.writes import StateWrite
+from daemon.store.base import NEVER_STORED, Envelope, StreamEntry
 from daemon.store.memory import MemoryStore
 
 IDLE = 60.0

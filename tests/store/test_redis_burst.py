@@ -6,7 +6,8 @@ A node with a thousand tabs can have a thousand store calls in flight; the pool 
 
 import asyncio
 
-from daemon.store.base import NEVER_STORED, StateWrite
+from daemon.core.writes import StateWrite
+from daemon.store.base import NEVER_STORED
 from daemon.store.redis import RedisStore
 from tests.redis_servers import RedisServer
 

@@ -11,10 +11,10 @@ from functools import partial
 import pytest
 import redis
 
+from daemon.core.writes import StateWrite
 from daemon.store.base import (
     NEVER_STORED,
     Envelope,
-    StateWrite,
     StoreMisconfigured,
     StoreUnavailable,
     StreamEntry,

@@ -9,14 +9,8 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from daemon.store.base import (
-    NEVER_STORED,
-    Envelope,
-    StateWrite,
-    Store,
-    StoreUnavailable,
-    StreamEntry,
-)
+from daemon.core.writes import StateWrite
+from daemon.store.base import NEVER_STORED, Envelope, Store, StoreUnavailable, StreamEntry
 from daemon.store.redis import RedisStore
 from tests.daemons import eventually
 from tests.redis_servers import RedisCluster, RedisServer

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from daemon.core.writes import StateWrite
 from daemon.store.base import (
     NEVER_STORED,
     Envelope,
     Resumed,
     Revision,
-    StateWrite,
     Store,
     StreamEntry,
     Versioned,

@@ -2,7 +2,8 @@
 
 import pytest
 
-from daemon.store.base import NEVER_STORED, StateWrite
+from daemon.core.writes import StateWrite
+from daemon.store.base import NEVER_STORED
 from daemon.store.factory import open_store, split_cluster_flag
 from daemon.store.memory import MemoryStore
 from daemon.store.redis import RedisStore

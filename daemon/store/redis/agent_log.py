@@ -35,6 +35,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from daemon.core.writes import StateWrite
 from daemon.store.base import (
     NEVER_STORED,
     AgentLog,
@@ -43,7 +44,6 @@ from daemon.store.base import (
     GapListener,
     Resumed,
     Revision,
-    StateWrite,
     StreamEntry,
     StreamListener,
     Subscription,
