@@ -8,6 +8,7 @@ leak or duplicate something.
 import asyncio
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,7 @@ async def test_cross_node_messages_flow_again_after_a_cluster_outage(
             t1 = await TabClient(a.ws_url, token("alice"), fallback_urls=(a.ws_url,)).connect()
             t2 = await TabClient(b.ws_url, token("alice"), fallback_urls=(b.ws_url,)).connect()
             assert shard_subscribers(cluster) == 2
+            first_epoch = {tab: tab.welcome.position.epoch for tab in (t1, t2)}
 
             cluster.stop()
             await asyncio.sleep(10)
@@ -154,7 +156,7 @@ async def test_cross_node_messages_flow_again_after_a_cluster_outage(
             # Both nodes subscribed again on the shard that owns the agent's channel.
             await eventually(lambda: shard_subscribers(cluster) == 2, timeout=30)
             for tab in (t1, t2):  # the agent's state was lost: both tabs are registered again
-                await eventually(lambda t=tab: t.welcome is not None, timeout=10)  # type: ignore[misc]
+                await tab.wait_for(partial(is_snapshot_in_new_epoch, first_epoch[tab]), 30)
             for n in range(10):
                 await t1.report("incoming", f"after-{n}", **CALL)
             expected = {f"after-{n}" for n in range(10)}
@@ -164,6 +166,11 @@ async def test_cross_node_messages_flow_again_after_a_cluster_outage(
         finally:
             a.stop()
             b.stop()
+
+
+def is_snapshot_in_new_epoch(old_epoch: str, message: Any) -> bool:
+    """A snapshot of a stream that began again: the tab was registered afresh."""
+    return message.type == "snapshot" and message.pos is not None and message.pos.epoch != old_epoch
 
 
 async def ready_url(http_url: str) -> bool:

@@ -174,7 +174,7 @@ async def test_refused_and_failing_steps_are_counted_by_kind_and_error(node: Nod
     assert delta(after, before, STEPS, kind="AddVoiceComment") == 1 + delta(
         after, before, STEP_FAILURES, kind="AddVoiceComment"
     )
-    assert delta(after, before, RUNS, result="done") == 1
+    assert delta(after, before, RUNS, result="done") >= 1  # (a change mid-run earns one more)
     assert value(after, REQUESTS, method="PUT", status="503") >= 5  # every attempt counted
     await tab.close()
 

@@ -592,7 +592,9 @@ async def test_concurrent_committers_lose_nothing(backend: Backend, seed: int) -
         replay = await stores[3].read_stream(agent, epoch, 0)
         assert replay is not None
         assert replay == sorted(accepted[agent], key=lambda e: e.seq)
-        await eventually(partial(lambda a: len(seen[a]) >= len(accepted[a]), agent))
+        await eventually(
+            partial(lambda a, want: {e.seq for e in seen[a]} >= want, agent, set(seqs))
+        )
         delivered = {e.seq: e for e in seen[agent]}  # at-least-once: duplicates allowed
         assert sorted(delivered.values(), key=lambda e: e.seq) == replay
     for sub in subs:
