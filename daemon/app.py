@@ -219,9 +219,8 @@ class Daemon:
         )
         for sink in self.hub.sinks():
             await sink.tell(notice)
-            if up:
-                with contextlib.suppress(Exception):
-                    await sink.reregister()
+        if up:
+            await self.hub.reregister_all()
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
         while True:

@@ -236,9 +236,12 @@ class AgentHub:
             self._spawn(self._nodes_changed(changed))
         if gap >= self.rules.node_timeout_seconds / 2:
             log.info("node_lapsed", seconds=round(gap, 1))
-            self._spawn(self._reregister_all())
+            self._spawn(self.reregister_all())
 
-    async def _reregister_all(self) -> None:
+    async def reregister_all(self) -> None:
+        """Put every local tab back into a store that may have lost it. A tab that fails is
+        logged and left to the sweep, which registers it again when its agent's stored tabs
+        are next seen to disagree with this node's sockets."""
         for index, sink in enumerate(self.sinks()):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)
