@@ -194,9 +194,6 @@ class TabClient:
         await asyncio.wait_for(closed(), timeout)
         return self.close_code
 
-    async def wait_connected(self, timeout: float = 5.0) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
-
     def of_type(self, kind: str) -> list[Any]:
         return [m for m in self.received if m.type == kind]
 

@@ -59,7 +59,3 @@ def invalid(field: str, message: str, code: str = "InvalidValue") -> ApiError:
         "Record validation errors",
         details={field: [{"description": message, "error": code}]},
     )
-
-
-def bad_request(error: str, description: str) -> ApiError:
-    return ApiError(400, error, description)

@@ -39,19 +39,9 @@ class TicketInfo(TypedDict, total=False):
     external_id: str | None
 
 
-class VoiceCommentData(TypedDict, total=False):
-    """The Talk Partner Edition `voice_comment` object."""
-
-    to: str
-    recording_url: str
-    started_at: str  # ISO 8601
-    call_duration: int
-    answered_by_id: int
-    location: str
-
-
-# `from` is a keyword: the TypedDict above cannot name it, so voice data is built as a plain
-# dict with "from" added; the alias keeps signatures honest about what they carry.
+# The Talk Partner Edition `voice_comment` object: from, to, recording_url, started_at (ISO
+# 8601), call_duration, answered_by_id, location. `from` is a keyword, so no TypedDict can
+# name it: voice data is a plain dict, and the alias keeps signatures honest about it.
 VoiceData = dict[str, Any]
 
 
