@@ -227,8 +227,13 @@ def test_a_signed_login_connects_and_the_tab_outlives_its_first_token(
     # wait until the first token has expired, then drop the connection: the reconnect must
     # use a live token, not the one the page was served with
     page.wait_for_timeout(6500)
-    page.evaluate("sb.client._ws.close(4000, 'test: dropped')")
-    eventually(lambda: page.evaluate("sb.client.state") == "open", what="the tab back online")
+    # Count the welcomes from here: the state reads "open" until the close completes.
+    page.evaluate(
+        "window.reopened = 0;"
+        " sb.client.on('status', ({ state }) => { if (state === 'open') window.reopened += 1; });"
+        " sb.client._ws.close(4000, 'test: dropped')"
+    )
+    eventually(lambda: page.evaluate("window.reopened") >= 1, what="the tab back online")
     tabs = acc.agent_view(agent)["tabs"]
     assert tabs, "the daemon sees the agent's tab"
     assert page.locator("#status").inner_text() == "open"
