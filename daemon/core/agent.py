@@ -367,11 +367,18 @@ class _Change:
             tab_id = event.tab_id if event.tab_id and event.tab_id not in self.tabs else None
             reassigned = event.tab_id is not None and tab_id is None
             tab_id = tab_id or event.fresh_tab_id
-            session = event.fresh_session
+            session = event.session if event.again and event.session else event.fresh_session
         elif presented.conn_id == event.conn_id:
             # The same connection registering again (after a store outage, or a lapse of its
             # node): the same tab, whatever session it last heard of.
             tab_id, session, reassigned = presented.tab_id, presented.session, False
+        elif event.again:
+            # Its id moved on to another connection (a reload, a duplicate) while this one was
+            # paused or closing: it may not take it back.
+            self.refuse(
+                ErrorCode.NOT_OWNER, f"tab {presented.tab_id} is open on another connection"
+            )
+            return
         elif self.live(presented) and event.session != presented.session:
             tab_id, session, reassigned = event.fresh_tab_id, event.fresh_session, True
         else:

@@ -55,6 +55,11 @@ class Rules:
 
 @dataclass(frozen=True, slots=True)
 class TabOpened:
+    """A page's hello, or (`again`) an open connection registering its tab again because the
+    store may have lost it or peers may have counted it gone. A hello may take over its tab
+    id from a connection presumed dead (a reload); a connection registering again never
+    takes the id from another connection, and keeps its tab id and session."""
+
     node: str
     role: Role
     tab_id: str | None  # as presented in hello
@@ -65,6 +70,7 @@ class TabOpened:
     media_less: bool | None = None
     zendesk_user_id: int | None = None
     agent_name: str | None = None
+    again: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,7 +330,9 @@ class TabConnection:
             self.role, self.media_less = message.role, message.media_less
             return message
 
-    def _opened_event(self, tab_id: str | None, session: str | None) -> TabOpened:
+    def _opened_event(
+        self, tab_id: str | None, session: str | None, *, again: bool = False
+    ) -> TabOpened:
         assert self.identity is not None
         return TabOpened(
             node=self.hub.node_id,
@@ -343,6 +345,7 @@ class TabConnection:
             media_less=self.media_less,
             zendesk_user_id=self.identity.zendesk_user_id,
             agent_name=self.identity.name,
+            again=again,
         )
 
     async def _open(self, hello: Hello) -> None:
@@ -426,10 +429,16 @@ class TabConnection:
             )
 
     async def reregister(self) -> None:
-        """Put this tab back into a store that may have lost it, then catch up."""
+        """Put this tab back into a store that may have lost it, then catch up. Refused (and
+        nothing caught up) once the connection has closed or its tab id has moved on."""
         assert self.identity is not None
-        await self.hub.apply(self.identity.agent_id, self._opened_event(self.tab_id, self.session))
-        self.resync()
+        outcome = await self.hub.apply(self.identity.agent_id, self._again())
+        if outcome.refusal is None:
+            self.resync()
+
+    def _again(self) -> TabOpened:
+        """This connection registering its tab again (see `TabOpened`)."""
+        return self._opened_event(self.tab_id, self.session, again=True)
 
     def _queue(self, item: StreamEntry | Notify | object) -> None:
         self.backlog.append(item)
@@ -672,7 +681,7 @@ class TabConnection:
             outcome = await self.hub.apply(agent, event)
             if outcome.refusal is not None and outcome.refusal.code == ErrorCode.HELLO_REQUIRED:
                 # The store lost this tab (e.g. Redis restarted empty): register it again.
-                await self.hub.apply(agent, self._opened_event(self.tab_id, self.session))
+                await self.hub.apply(agent, self._again())
                 outcome = await self.hub.apply(agent, event)
             if outcome.refusal is not None:
                 await self._error(outcome.refusal.code, outcome.refusal.message, ref)

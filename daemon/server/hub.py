@@ -79,6 +79,7 @@ BOUND_CODES = frozenset(
         ErrorCode.STATE_TOO_LARGE,
     }
 )
+CLOSED_MEANWHILE = Refusal(ErrorCode.NOT_OWNER, "the connection closed before it registered again")
 
 
 #: Events a tab's connection sends as that tab (it names the tab, not the connection).
@@ -347,6 +348,8 @@ class AgentHub:
             for _ in range(MAX_COMMIT_ATTEMPTS):
                 revision, state = await self.load(agent, fresh=fresh, changed=changed)
                 changed = False
+                if self._closed_meanwhile(agent, event):
+                    return Outcome(state=state, refusal=CLOSED_MEANWHILE, changed=False)
                 moved_on = self._moved_on(agent, state, event)
                 if moved_on and not fresh:
                     fresh = True
@@ -432,6 +435,14 @@ class AgentHub:
                 return False
         self._schedule_tick(agent, state)  # as `apply` does for a repeat
         return True
+
+    def _closed_meanwhile(self, agent: str, event: AgentEvent) -> bool:
+        """A connection registering again (`TabOpened.again`) that is no longer this node's:
+        it closed while the event waited for the agent's turn (its close is applied after it
+        leaves the node), so registering it would bring back a tab nobody holds."""
+        if not isinstance(event, TabOpened) or not event.again:
+            return False
+        return not any(s.conn_id == event.conn_id for s in self._sinks.get(agent, ()))
 
     def _moved_on(self, agent: str, state: AgentState, event: AgentEvent) -> list[Sink]:
         """The local connections `event` came from, if `state` records their tab id under

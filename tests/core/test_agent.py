@@ -27,7 +27,7 @@ from daemon.core.events import (
     Tick,
     WorkflowReported,
 )
-from daemon.core.state import AgentState
+from daemon.core.state import AgentState, Tab
 from daemon.core.views import contact_view, media_view, snapshot
 from protocol.errors import ErrorCode
 from protocol.messages import (
@@ -328,6 +328,49 @@ def test_the_same_connection_registering_again_keeps_its_tab() -> None:
     assert (out.assignment.tab_id, out.assignment.reassigned) == (t1, False)
     assert out.assignment.session == held.session
     assert set(h.state.tabs) == {t1} and h.contact().owner_tab == t1
+
+
+def registering_again(tab: Tab, conn_id: str) -> TabOpened:
+    """The connection `conn_id` of `tab`'s page registering again, as a node does."""
+    return TabOpened(
+        node=N1,
+        role="embedded",
+        tab_id=tab.tab_id,
+        session=tab.session,
+        conn_id=conn_id,
+        fresh_tab_id="never-used",
+        fresh_session="never-used-either",
+        again=True,
+    )
+
+
+def test_a_connection_registering_again_never_takes_back_an_id_that_moved_on() -> None:
+    """The page reloaded onto a new connection (same id and session) while the old one's
+    node was paused; the old connection registering again when its node wakes must not
+    take the tab back (simulator seed 41914), though a hello with that session would."""
+    h = Harness()
+    t1 = h.new_tab()
+    h.report(t1, "connected")
+    old = h.state.tabs[t1]
+    h.open(t1, old.session, at=1005)  # the reload
+    state = h.state
+    out = h.apply(registering_again(old, old.conn_id), at=1006)
+    assert out.refusal is not None and out.refusal.code == ErrorCode.NOT_OWNER
+    assert h.state == state and h.state.tabs[t1].conn_id != old.conn_id
+
+
+def test_a_tab_the_store_lost_registers_again_with_its_id_and_session() -> None:
+    """After the store restarted empty, so a reload that presents the session it holds
+    resumes the tab instead of being given another id."""
+    h = Harness()
+    t1 = h.new_tab()
+    held = h.state.tabs[t1]
+    h.state = new_agent("agent-1", h.rules)  # the store lost everything
+    out = h.apply(registering_again(held, held.conn_id), at=1005)
+    assert out.assignment is not None
+    assert (out.assignment.tab_id, out.assignment.session) == (t1, held.session)
+    out = h.open(t1, held.session, at=1006)
+    assert out.assignment is not None and not out.assignment.reassigned
 
 
 def test_role_mismatch_is_not_the_same_tab() -> None:

@@ -46,7 +46,7 @@ class Page:
         pass
 
     async def reregister(self) -> None:
-        await self.hub.apply(AGENT, opened(self.hub, self.tab_id, self.conn_id))
+        await self.hub.apply(AGENT, opened(self.hub, self.tab_id, self.conn_id, again=True))
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ async def hubs() -> AsyncIterator[tuple[AgentHub, AgentHub]]:
     await store.close()
 
 
-def opened(hub: AgentHub, tab_id: str, conn_id: str) -> TabOpened:
+def opened(hub: AgentHub, tab_id: str, conn_id: str, *, again: bool = False) -> TabOpened:
     return TabOpened(
         node=hub.node_id,
         role="embedded",
@@ -70,6 +70,7 @@ def opened(hub: AgentHub, tab_id: str, conn_id: str) -> TabOpened:
         conn_id=conn_id,
         fresh_tab_id=f"fresh-{conn_id}",
         fresh_session=f"session-{conn_id}",
+        again=again,
     )
 
 
@@ -167,3 +168,19 @@ async def test_a_node_that_lapsed_closes_its_connections_whose_id_moved_on(
     _, state = await n1.load(AGENT, fresh=True)
     assert state.tabs["t-2"].conn_id == "conn-quiet"
     assert state.tabs["t-1"].conn_id == "conn-twin"
+
+
+async def test_a_connection_that_closed_before_registering_again_stays_closed(
+    hubs: tuple[AgentHub, AgentHub],
+) -> None:
+    """A node registers its connections again from a list taken before one of them closed
+    (simulator seed 41914): the closed one must not bring its tab back as connected, which
+    would leave a tab nobody holds, eligible to own calls."""
+    n1, n2 = hubs
+    page = await open_page(n2, "t-1", "conn-1")
+    await n2.detach(AGENT, page)  # the page closes, as `TabConnection._close` does it
+    await n2.apply(AGENT, TabClosed(tab_id="t-1", conn_id="conn-1"))
+    outcome = await n2.apply(AGENT, opened(n2, "t-1", "conn-1", again=True))
+    assert outcome.refusal is not None and outcome.refusal.code == ErrorCode.NOT_OWNER
+    _, state = await n1.load(AGENT, fresh=True)
+    assert not state.tabs["t-1"].connected

@@ -42,6 +42,9 @@ FOUND = {
     "answer of a resend Zendesk still held (its node paused past the lease, then killed): a "
     "new holder wrote again, 2 voice comments (reproduced at 011a4fd; a replay's path then "
     "depended on id() order, see REPLAY_SEED)",
+    41914: "core/hub: a connection registering again after its node's pause took back the tab "
+    "id its page had reloaded onto elsewhere (same session), or put back a tab it had closed "
+    "meanwhile: the live page was left moved on, a ghost tab held the id",
 }
 
 
