@@ -29,6 +29,11 @@ Exactly once, by construction, and never by a node's memory:
   contact's marker already there, the contact's journal was lost (or never written): every
   later write to that ticket is checked against its comments before it is sent. On the happy
   path this costs nothing for a ticket the contact creates, one read for a ticket it attaches.
+  A write of the lost journal's runner may still be in flight, unseen by that check (seed
+  42522: Zendesk held a voice comment across the loss): it was sent before the loss, so
+  before the attempt that met the earlier writes began, and those checked writes wait until
+  that start + window + landing. A creation replayed in the same journal (its answer was
+  lost) looks the same and waits too: only on that failure path, and never the pop.
 
 Failures (`daemon.zendesk.retry.classify`): transient ones (no answer, 429, 5xx, a 409 for a
 few tries) stop the run and set the contact's next attempt time (``~retry``: exponential
@@ -38,13 +43,15 @@ owner tab and carries on without that step, never sending it again; a halt (401 
 client's refresh, a planning exception, an unexpected error) journals the whole contact as
 failed (``~failed``), tells the owner tab, and the contact is never run again.
 
-Limits, stated: Zendesk has no fencing token, so a sender paused inside the few synchronous
-instructions between its last check and the socket write can still send late (the deadline
-covers every pause at an await). Zendesk forgets idempotency keys after about two hours: a
-contact sent again after a store loss later than that relies on finding its ticket by
-external_id only when the replay is refused. A store loss also loses the sightings, so a
-transfer leg sent again afterwards cannot follow its link and files its remaining writes on
-a ticket of its own (never, on a guess, on another agent's).
+Limits, stated: a lost journal is known only by meeting its writes, so a lost runner's first
+write to a ticket the contact did not create, still in flight, is not waited for. Zendesk
+has no fencing token, so a sender paused inside the few synchronous instructions between its
+last check and the socket write can still send late (the deadline covers every pause at an
+await). Zendesk forgets idempotency keys after about two hours: a contact sent again after a
+store loss later than that relies on finding its ticket by external_id only when the replay
+is refused. A store loss also loses the sightings, so a transfer leg sent again afterwards
+cannot follow its link and files its remaining writes on a ticket of its own (never, on a
+guess, on another agent's).
 """
 
 import asyncio
@@ -371,7 +378,14 @@ class _Run:
         """The request to send (an earlier attempt's, if any) and whether to check first."""
         prior = journal.get(ATTEMPT + step.key)
         if prior is None:
-            return step, _replaying(step, journal)
+            check, lost_at = _replaying(step, journal)
+            until = lost_at + self.deps.write_window + self.deps.landing_seconds
+            if lost_at and until > self.deps.clock():
+                # The journal was lost: a write of its runner may still be in flight, unseen.
+                waiting = _retry(step.key, until, 0, "a write of a lost journal may land", None)
+                await self.journal(RETRY, waiting)
+                raise _Stop(self.result(False, "backoff", retry_at=until))
+            return step, check
         retry = journal.get(RETRY)
         # Answered: Zendesk answered this very attempt. A ``~retry`` left by an earlier,
         # answered attempt of the step says nothing about the latest one, whose runner may
@@ -452,19 +466,32 @@ def _retry(
     }
 
 
-def _replaying(step: Step, journal: Mapping[str, Any]) -> bool:
-    """Whether a first attempt of `step` must check the ticket first: the contact met its own
-    earlier writes there (its journal was lost), or this is its first write to a ticket it
-    did not create (which finds out)."""
+def _replaying(step: Step, journal: Mapping[str, Any]) -> tuple[bool, float]:
+    """Whether a first attempt of `step` must check the ticket first, and since when the
+    contact's journal is known to have been lost (0.0: not known to be).
+
+    It checks first when the contact met its own earlier writes on the ticket (its journal
+    was lost), or when this is its first write to a ticket it did not create (which finds
+    out). A write of the lost journal's runner was sent before the loss, so before the start
+    of the attempt that met it: it lands by that start + window + landing, and may not be
+    seen until then.
+    """
     tid = getattr(step, "ticket_id", None)
     if tid is None:
-        return False
+        return False, 0.0
     # Records of writes to tickets say whether they met earlier writes (`existing`).
-    writes = [
-        v for v in journal.values()
+    writes = {
+        key: v for key, v in journal.items()
         if isinstance(v, dict) and v.get("ticket_id") == tid and "existing" in v
-    ]  # fmt: skip
-    return not writes or any(w["existing"] for w in writes)
+    }  # fmt: skip
+    met = [key for key, v in writes.items() if v["existing"]]
+    starts = [_started(journal.get(ATTEMPT + key)) for key in met]
+    return not writes or bool(met), min(filter(None, starts), default=0.0)
+
+
+def _started(attempt: Any) -> float:
+    """When an attempt began (0.0: not recorded)."""
+    return float(attempt.get("started_at", 0.0)) if isinstance(attempt, dict) else 0.0
 
 
 def _leading_reports(steps: Sequence[Step]) -> list[Report]:

@@ -104,6 +104,26 @@ async def test_a_lost_store_on_an_attached_ticket_writes_nothing_twice(rig: Rig)
     assert rig.sandbox.request_count("GET", COMMENTS) - reads == 2  # details, then voice
 
 
+async def test_a_write_in_flight_when_the_store_was_lost_lands_once(rig: Rig) -> None:
+    """Seed 42522 of tests/sim: the voice comment is held by Zendesk when the store loses
+    everything; the contact is sent again and its ticket creation replayed. The new runner
+    may not find the held comment yet: it waits until a write sent before the loss can have
+    landed (its creation attempt's start + window + landing), then checks, and sends nothing."""
+    rig.customer("Ann Caller", "+447700900123")
+    c = contact()
+    rig.sandbox.faults.add([FaultRule(kind="timeout", method="PUT", path=TICKET_GLOB,
+                                      seconds=1.0)])  # fmt: skip
+    lost = asyncio.create_task(rig.run(c, deps=rig.deps(client=rig.client(timeout=2.0))))
+    await _sent(rig, "PUT", PUT, 1)
+    rig.store = MemoryStore()  # Redis restarted empty while the comment was held
+    deps = rig.deps(client=rig.client(timeout=0.3))
+    deps.clock, deps.landing_seconds = time.time, 1.5
+    results = await rig.finish(c, deps=deps)
+    await lost
+    assert len(voice_comments(rig)) == 1 and rig.sandbox.request_count("PUT", PUT) == 1
+    assert "backoff" in [r.reason for r in results] and results[-1].done
+
+
 async def test_a_lost_store_mid_chat_writes_one_transcript(rig: Rig) -> None:
     rig.customer("Ann Chatter", None, email="ann@example.org")
     lines = [ChatLine(message_id="1", participant="customer", text="Hello", sent_at=T0)]

@@ -215,8 +215,9 @@ async def test_interrupted_after_any_journal_write_and_resumed(rig: Rig, crash_a
     rig.store.__dict__.update({k: v for k, v in crashing.__dict__.items() if k.startswith("_")})
     if first is None:
         rig.clock.now += 60  # the dead runner's lease runs out
-    result = await rig.run(c)  # a fresh runner on the same journal
-    assert result.done
+    # A fresh runner on the same journal (after a replayed write, it waits until a lost
+    # journal's writes could have landed: the fake clock jumps there).
+    assert (await rig.finish(c))[-1].done
     assert_one_call_recorded(rig)
     assert marker_count(rig, "comment:end:" + str(rig.tickets()[0].id)) == 1
     assert len(rig.end_users()) == 1
@@ -311,7 +312,7 @@ async def test_timeouts_end_with_one_ticket_and_one_voice_comment(rig: Rig) -> N
     deps = rig.deps(client=rig.client(timeout=0.3))
     deps.clock, deps.landing_seconds = time.time, 1.5
     results = await rig.finish(contact(), deps=deps)
-    assert [r.reason for r in results[:-1]] == ["error"] * (len(results) - 1)
+    assert {r.reason for r in results[:-1]} <= {"error", "backoff"}
     assert len(results) >= 2 and results[-1].done
     assert rig.sandbox.faults.rules == []
     # Each held request landed before its deadline: found, not sent again.
@@ -323,7 +324,7 @@ async def test_timeouts_end_with_one_ticket_and_one_voice_comment(rig: Rig) -> N
 @pytest.mark.parametrize("path", [VOICE_TICKETS, TICKET, "/api/v2/users"])
 async def test_dropped_answers_after_the_write(rig: Rig, path: str) -> None:
     rig.sandbox.faults.add([FaultRule(kind="drop_after_write", method="*", path=path, count=3)])
-    assert (await rig.run(contact())).done
+    assert (await rig.finish(contact()))[-1].done
     assert rig.sandbox.faults.rules == []
     assert len(rig.end_users()) == 1
     assert_one_call_recorded(rig)
