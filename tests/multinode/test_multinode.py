@@ -111,7 +111,10 @@ async def test_three_daemons_one_owner_survives_sigkill_of_its_node(
     assert {t.contacts["c-1"].owner_tab for t in tabs} == {t1.tab_id}
     for tab in tabs:
         await tab.report("connected", "c-1", **CALL)
-    await eventually(lambda: len(tickets_for(sandbox, "c-1")) == 1, timeout=15)
+    # The ticket as the daemon reports it: its creation is journaled. (Killed between the
+    # creation and its record, the next runner rightly waits out the landing time, 60 s.)
+    await eventually(lambda: all(t.contacts["c-1"].ticket_id for t in tabs), timeout=15)
+    assert len(tickets_for(sandbox, "c-1")) == 1
 
     a.kill()  # the owner's node dies; its tab reconnects through the "load balancer"
     await eventually(lambda: len(t1.of_type("welcome")) == 2, timeout=15)
